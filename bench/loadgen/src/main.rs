@@ -1,0 +1,360 @@
+//! loadgen: drives an etcd v3 gRPC endpoint with one kind of request, the way
+//! etcd's `tools/benchmark` does, and prints one JSON line of results.
+//!
+//! N clients (concurrent in-flight requests, each issuing its requests one
+//! after another) share C HTTP/2 connections round-robin. The run stops after
+//! `--total` requests or `--duration-secs` seconds, whichever comes first.
+//! Failed requests are counted in `errors` and never stop the run; only
+//! successful requests enter the latency histogram and `ops_per_sec`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use tonic::transport::{Channel, Endpoint};
+
+pub mod mvccpb {
+    tonic::include_proto!("mvccpb");
+}
+pub mod authpb {
+    tonic::include_proto!("authpb");
+}
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
+}
+
+use etcdserverpb::kv_client::KvClient;
+use etcdserverpb::{PutRequest, RangeRequest};
+
+const PUT_PREFIX: &str = "bench/put/";
+const GET_KEY: &str = "bench/get";
+const RANGE_PREFIX: &str = "bench/range/";
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Op {
+    /// Put a `--value-size` value under a random key of the key space.
+    Put,
+    /// Serializable Range of one pre-written key (served locally).
+    GetSerializable,
+    /// Linearizable Range of one pre-written key (needs a ReadIndex).
+    GetLinearizable,
+    /// Linearizable Range over `--range-keys` pre-written keys under a prefix.
+    Range,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Put => "put",
+            Op::GetSerializable => "get-serializable",
+            Op::GetLinearizable => "get-linearizable",
+            Op::Range => "range",
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "loadgen", about = "etcd v3 gRPC load generator")]
+struct Args {
+    /// host:port of the server's client URL (plain-text gRPC).
+    #[arg(long, default_value = "127.0.0.1:2379")]
+    endpoint: String,
+    #[arg(long, value_enum, default_value = "put")]
+    op: Op,
+    /// Concurrent in-flight requests (each client is sequential).
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// HTTP/2 connections the clients are spread over.
+    #[arg(long, default_value_t = 1)]
+    conns: usize,
+    /// Stop after this many requests (successful or not).
+    #[arg(long, default_value_t = 10_000)]
+    total: u64,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration_secs: f64,
+    /// Bytes per value written.
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// Puts pick keys uniformly at random from this many.
+    #[arg(long, default_value_t = 100_000)]
+    key_space: u64,
+    /// Keys written before a `range` run and returned by each Range.
+    #[arg(long, default_value_t = 1000)]
+    range_keys: u64,
+    /// Per-request deadline in seconds; a request past it counts as an error.
+    #[arg(long, default_value_t = 10.0)]
+    timeout_secs: f64,
+}
+
+/// xorshift64*: plenty for spreading keys, and no extra dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+async fn connect(endpoint: &str, timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+    let uri = if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
+    };
+    Endpoint::from_shared(uri)?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(timeout)
+        .connect()
+        .await
+}
+
+/// Writes the keys that the read operations read. Errors abort the run: a
+/// read benchmark over missing data would measure the wrong thing.
+async fn populate(args: &Args, chans: &[Channel], value: &[u8]) -> Result<(), String> {
+    match args.op {
+        Op::Put => Ok(()),
+        Op::GetSerializable | Op::GetLinearizable => {
+            let mut kv = KvClient::new(chans[0].clone());
+            kv.put(PutRequest {
+                key: GET_KEY.as_bytes().to_vec(),
+                value: value.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("populate {GET_KEY}: {e}"))
+        }
+        Op::Range => {
+            let workers = 16u64.min(args.range_keys.max(1));
+            let mut tasks = Vec::new();
+            for w in 0..workers {
+                let mut kv = KvClient::new(chans[w as usize % chans.len()].clone());
+                let value = value.to_vec();
+                let n = args.range_keys;
+                tasks.push(tokio::spawn(async move {
+                    let mut i = w;
+                    while i < n {
+                        kv.put(PutRequest {
+                            key: format!("{RANGE_PREFIX}{i:08}").into_bytes(),
+                            value: value.clone(),
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| format!("populate range key {i}: {e}"))?;
+                        i += workers;
+                    }
+                    Ok::<(), String>(())
+                }));
+            }
+            for t in tasks {
+                t.await.map_err(|e| e.to_string())??;
+            }
+            Ok(())
+        }
+    }
+}
+
+struct ClientResult {
+    hist: Histogram<u64>,
+    errors: u64,
+    first_error: Option<String>,
+    last_done: Instant,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_client(
+    id: usize,
+    op: Op,
+    mut kv: KvClient<Channel>,
+    issued: Arc<AtomicU64>,
+    total: u64,
+    deadline: Instant,
+    key_space: u64,
+    value: Arc<Vec<u8>>,
+    start: Instant,
+) -> ClientResult {
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x9E37_79B9_7F4A_7C15)
+        ^ ((id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = Rng::new(seed);
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+    let mut errors = 0u64;
+    let mut first_error = None;
+    let mut last_done = start;
+    let range_end = prefix_end(RANGE_PREFIX.as_bytes());
+    loop {
+        if Instant::now() >= deadline {
+            break;
+        }
+        if issued.fetch_add(1, Ordering::Relaxed) >= total {
+            break;
+        }
+        let t0 = Instant::now();
+        let res = match op {
+            Op::Put => {
+                let k = rng.next() % key_space.max(1);
+                kv.put(PutRequest {
+                    key: format!("{PUT_PREFIX}{k:08}").into_bytes(),
+                    value: value.as_ref().clone(),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ())
+            }
+            Op::GetSerializable | Op::GetLinearizable => kv
+                .range(RangeRequest {
+                    key: GET_KEY.as_bytes().to_vec(),
+                    serializable: op == Op::GetSerializable,
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+            Op::Range => kv
+                .range(RangeRequest {
+                    key: RANGE_PREFIX.as_bytes().to_vec(),
+                    range_end: range_end.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ()),
+        };
+        let done = Instant::now();
+        last_done = done;
+        match res {
+            Ok(()) => {
+                let us = done.duration_since(t0).as_micros().max(1) as u64;
+                hist.saturating_record(us);
+            }
+            Err(e) => {
+                errors += 1;
+                if first_error.is_none() {
+                    first_error = Some(format!("{}: {}", e.code(), e.message()));
+                }
+            }
+        }
+    }
+    ClientResult {
+        hist,
+        errors,
+        first_error,
+        last_done,
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    (us as f64) / 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let clients = args.clients.max(1);
+    let conns = args.conns.max(1).min(clients);
+    let timeout = Duration::from_secs_f64(args.timeout_secs.max(0.001));
+
+    let mut chans = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        match connect(&args.endpoint, timeout).await {
+            Ok(c) => chans.push(c),
+            Err(e) => {
+                eprintln!("loadgen: cannot connect to {}: {e:?}", args.endpoint);
+                std::process::exit(2);
+            }
+        }
+    }
+    let value: Arc<Vec<u8>> = Arc::new(vec![b'v'; args.value_size]);
+    if let Err(e) = populate(&args, &chans, &value).await {
+        eprintln!("loadgen: {e}");
+        std::process::exit(3);
+    }
+
+    let issued = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(args.duration_secs.max(0.0));
+    let mut tasks = Vec::with_capacity(clients);
+    for id in 0..clients {
+        let kv = KvClient::new(chans[id % conns].clone())
+            .max_decoding_message_size(64 * 1024 * 1024);
+        tasks.push(tokio::spawn(run_client(
+            id,
+            args.op,
+            kv,
+            issued.clone(),
+            args.total,
+            deadline,
+            args.key_space,
+            value.clone(),
+            start,
+        )));
+    }
+
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+    let mut errors = 0u64;
+    let mut first_error: Option<String> = None;
+    let mut end = start;
+    for t in tasks {
+        match t.await {
+            Ok(r) => {
+                hist.add(&r.hist).expect("same histogram bounds");
+                errors += r.errors;
+                if first_error.is_none() {
+                    first_error = r.first_error;
+                }
+                end = end.max(r.last_done);
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| format!("client task: {e}"));
+            }
+        }
+    }
+    let seconds = end.duration_since(start).as_secs_f64();
+    let requests = hist.len();
+    let ops_per_sec = if seconds > 0.0 {
+        requests as f64 / seconds
+    } else {
+        0.0
+    };
+    let mut out = serde_json::json!({
+        "op": args.op.name(),
+        "clients": clients,
+        "conns": conns,
+        "requests": requests,
+        "errors": errors,
+        "seconds": (seconds * 1000.0).round() / 1000.0,
+        "ops_per_sec": (ops_per_sec * 10.0).round() / 10.0,
+        "p50_ms": ms(hist.value_at_quantile(0.50)),
+        "p90_ms": ms(hist.value_at_quantile(0.90)),
+        "p99_ms": ms(hist.value_at_quantile(0.99)),
+        "max_ms": ms(hist.max()),
+    });
+    if let Some(e) = first_error {
+        out["first_error"] = serde_json::Value::String(e);
+    }
+    println!("{out}");
+}

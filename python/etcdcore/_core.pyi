@@ -1,0 +1,112 @@
+"""Type stub for the compiled Rust core (``etcdcore._core``).
+
+The core owns the gRPC wire, the KV data path, the MVCC store, the WAL,
+snapshots and Raft. Python drives it through :class:`Core`: it starts and stops
+the member, answers the service calls the core forwards over the bridge, and
+proposes the few writes that originate in Python services (lease grant/revoke).
+
+Every method that waits on Raft releases the GIL; call those from an executor
+thread when on the asyncio loop.
+"""
+
+from typing import Literal
+
+class CoreError(Exception):
+    """A failure carrying etcd's gRPC status code and message text.
+
+    ``args == (code, message)``, e.g. ``(5, "etcdserver: requested lease not found")``.
+    """
+
+    code: int
+    message: str
+
+class CoreConfig:
+    """Everything the core needs to start one member (built by the Python process)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        data_dir: str,
+        client_listen: list[str],
+        client_urls: list[str],
+        peer_urls: list[str],
+        initial_cluster: list[tuple[str, list[str]]],
+        cluster_token: str,
+        snapshot_count: int,
+        max_request_bytes: int,
+        max_txn_ops: int,
+        quota_backend_bytes: int,
+        heartbeat_ms: int,
+        election_ms: int,
+    ) -> None: ...
+
+# Items returned by Core.drain():
+#   ("unary", call_id, method, request_bytes)  answer with Core.respond
+#   ("open", call_id, method)                  a streaming call began
+#   ("msg", call_id, message_bytes)            a client message on that stream
+#   ("close", call_id)                         the client half-closed or went away
+#   ("events", revision, event_batch_bytes)    an applied batch (etcdcore.EventBatch)
+#   ("leader", is_leader, term)                this member's leadership changed
+BridgeItem = (
+    tuple[Literal["unary"], int, str, bytes]
+    | tuple[Literal["open"], int, str]
+    | tuple[Literal["msg"], int, bytes]
+    | tuple[Literal["close"], int]
+    | tuple[Literal["events"], int, bytes]
+    | tuple[Literal["leader"], bool, int]
+)
+
+class Core:
+    """One etcdcore member: its store, its Raft node and its gRPC listeners."""
+
+    def __init__(self, config: CoreConfig) -> None: ...
+    def start(self) -> None:
+        """Recover from the data dir (snapshot + WAL), start Raft and the listeners.
+
+        Raises CoreError with a clear message when the data dir is corrupt.
+        """
+    def stop(self) -> None:
+        """Stop accepting calls, finish in-flight proposals, fsync, close."""
+    def bridge_fd(self) -> int:
+        """A non-blocking fd that becomes readable when :meth:`drain` has items."""
+    def drain(self) -> list[BridgeItem]:
+        """Take every waiting bridge item (read the fd's bytes first)."""
+    def respond(self, call_id: int, code: int, message: str, payload: bytes) -> None:
+        """Answer a unary call: code 0 sends ``payload``; otherwise a gRPC error."""
+    def stream_send(self, call_id: int, payload: bytes) -> bool:
+        """Send one message on a streaming call; False once the client is gone."""
+    def stream_end(self, call_id: int, code: int, message: str) -> None:
+        """Finish a streaming call with a gRPC status (0 = OK)."""
+
+    # -- state the services read ------------------------------------------------
+    def header(self) -> tuple[int, int, int, int]:
+        """(cluster_id, member_id, revision, raft_term) for a ResponseHeader."""
+    def status(self) -> dict[str, int | str | bool]:
+        """Keys: version, db_size, db_size_in_use, leader, raft_index, raft_term,
+        raft_applied_index, is_learner, member_id, cluster_id, revision, compact_revision,
+        keys."""
+    def members(self) -> list[tuple[int, str, list[str], list[str], bool]]:
+        """(id, name, peer_urls, client_urls, is_learner) per member."""
+    def events_since(self, key: bytes, range_end: bytes, start_revision: int, limit: int) -> bytes:
+        """Encoded etcdcore.EventBatch of the events at revisions >= start_revision
+        (never splitting a revision). CoreError(11, compacted message) when compacted."""
+    def hash_kv(self, revision: int) -> tuple[int, int, int]:
+        """(hash, compact_revision, hash_revision)."""
+    def snapshot(self) -> bytes:
+        """A consistent snapshot of the whole state machine, checksummed."""
+    def leases(self) -> list[tuple[int, int]]:
+        """(id, granted_ttl) of every lease in the replicated lease table."""
+    def lease_info(self, lease_id: int) -> tuple[int, list[bytes]] | None:
+        """(granted_ttl, attached keys) or None when the lease does not exist."""
+    def alarms(self) -> list[tuple[int, int]]:
+        """(member_id, alarm_type) of every raised alarm."""
+
+    # -- writes that start in Python; each blocks until applied -----------------
+    def lease_grant(self, lease_id: int, ttl: int) -> int:
+        """Propose a grant; returns the revision. CoreError when the id exists."""
+    def lease_revoke(self, lease_id: int) -> int:
+        """Propose a revoke (deletes attached keys in one revision); returns the revision."""
+    def alarm(self, action: int, member_id: int, alarm: int) -> list[tuple[int, int]]:
+        """Propose an AlarmRequest (GET=0, ACTIVATE=1, DEACTIVATE=2); returns the alarms."""
+    def is_leader(self) -> bool: ...

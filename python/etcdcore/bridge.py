@@ -1,0 +1,223 @@
+"""The Python end of the Rust<->Python bridge.
+
+The Rust core serves every gRPC method. KV runs entirely in Rust; every other
+service is forwarded here as bridge items (see ``_core.pyi``). The core wakes the
+asyncio loop through one fd; :class:`Bridge` drains all waiting items at once and
+routes them to the registered services:
+
+- unary calls go to an ``async def handler(request: bytes) -> bytes``;
+- streaming calls get a :class:`Stream` and run as one task each;
+- applied event batches and leadership changes go to their listeners.
+
+A handler signals an etcd error by raising :class:`EtcdError` (or the core's
+``CoreError``); anything else becomes ``Unknown`` with the exception text, and
+the loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+
+from etcdcore._core import Core, CoreError
+
+log = logging.getLogger("etcdcore.bridge")
+
+UnaryHandler = Callable[[bytes], Awaitable[bytes]]
+StreamHandler = Callable[["Stream"], Awaitable[None]]
+EventsListener = Callable[[int, bytes], None]
+LeaderListener = Callable[[bool, int], None]
+
+
+class EtcdError(Exception):
+    """An etcd error answer: gRPC status code and etcd's exact message text."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+
+# gRPC status codes used by the services.
+OK = 0
+CANCELLED = 1
+UNKNOWN = 2
+INVALID_ARGUMENT = 3
+DEADLINE_EXCEEDED = 4
+NOT_FOUND = 5
+ALREADY_EXISTS = 6
+PERMISSION_DENIED = 7
+RESOURCE_EXHAUSTED = 8
+FAILED_PRECONDITION = 9
+OUT_OF_RANGE = 11
+UNIMPLEMENTED = 12
+INTERNAL = 13
+UNAVAILABLE = 14
+
+
+def error_of(exc: BaseException) -> tuple[int, str]:
+    """The (code, message) a failed handler answers with."""
+    if isinstance(exc, EtcdError):
+        return exc.code, exc.message
+    if isinstance(exc, CoreError):
+        code, message = exc.args
+        return int(code), str(message)
+    return UNKNOWN, f"{type(exc).__name__}: {exc}"
+
+
+class Stream:
+    """One streaming gRPC call as seen by a Python service."""
+
+    def __init__(self, core: Core, call_id: int, method: str) -> None:
+        self.call_id = call_id
+        self.method = method
+        self._core = core
+        self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.closed = False
+
+    async def recv(self) -> bytes | None:
+        """The next client message, or None once the client half-closed or left."""
+        return await self._inbox.get()
+
+    def send(self, payload: bytes) -> bool:
+        """Queue one message to the client; False once the client is gone."""
+        if self.closed:
+            return False
+        ok = self._core.stream_send(self.call_id, payload)
+        if not ok:
+            self.closed = True
+        return ok
+
+    def end(self, code: int = OK, message: str = "") -> None:
+        """Finish the call with a gRPC status. Idempotent."""
+        if not self.closed:
+            self.closed = True
+            self._core.stream_end(self.call_id, code, message)
+
+    def _deliver(self, payload: bytes | None) -> None:
+        self._inbox.put_nowait(payload)
+
+
+class Bridge:
+    """Routes bridge items from the core to Python services on one asyncio loop."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self._unary: dict[str, UnaryHandler] = {}
+        self._streaming: dict[str, StreamHandler] = {}
+        self._streams: dict[int, Stream] = {}
+        self._events: list[EventsListener] = []
+        self._leader: list[LeaderListener] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._fd = -1
+
+    # -- registration ------------------------------------------------------------
+    def unary(self, method: str, handler: UnaryHandler) -> None:
+        """Serve ``method`` (a full gRPC path, e.g. ``/etcdserverpb.Lease/LeaseGrant``)."""
+        self._unary[method] = handler
+
+    def streaming(self, method: str, handler: StreamHandler) -> None:
+        """Serve a streaming ``method``: ``handler(stream)`` runs once per call."""
+        self._streaming[method] = handler
+
+    def on_events(self, listener: EventsListener) -> None:
+        """Call ``listener(revision, event_batch_bytes)`` after every applied batch."""
+        self._events.append(listener)
+
+    def on_leader(self, listener: LeaderListener) -> None:
+        """Call ``listener(is_leader, term)`` when this member's leadership changes."""
+        self._leader.append(listener)
+
+    # -- running -----------------------------------------------------------------
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start reading the core's wake-up fd on ``loop``."""
+        self._fd = self.core.bridge_fd()
+        loop.add_reader(self._fd, self._wake)
+
+    def detach(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._fd >= 0:
+            loop.remove_reader(self._fd)
+            self._fd = -1
+
+    def _wake(self) -> None:
+        try:
+            while os.read(self._fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        self.dispatch(self.core.drain())
+
+    def dispatch(self, items: list[tuple]) -> None:
+        """Route one drained batch of items."""
+        for item in items:
+            kind = item[0]
+            if kind == "unary":
+                self._spawn(self._run_unary(item[1], item[2], item[3]))
+            elif kind == "msg":
+                stream = self._streams.get(item[1])
+                if stream is not None:
+                    stream._deliver(item[2])
+            elif kind == "open":
+                self._open(item[1], item[2])
+            elif kind == "close":
+                stream = self._streams.get(item[1])
+                if stream is not None:
+                    stream._deliver(None)
+            elif kind == "events":
+                for listener in self._events:
+                    listener(item[1], item[2])
+            elif kind == "leader":
+                for on_leader in self._leader:
+                    on_leader(item[1], item[2])
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_unary(self, call_id: int, method: str, request: bytes) -> None:
+        handler = self._unary.get(method)
+        if handler is None:
+            self.core.respond(call_id, UNIMPLEMENTED, f"unknown method {method}", b"")
+            return
+        try:
+            reply = await handler(request)
+        except Exception as exc:  # noqa: BLE001 - every failure must answer the call
+            code, message = error_of(exc)
+            if code == UNKNOWN:
+                log.exception("unary handler %s failed", method)
+            self.core.respond(call_id, code, message, b"")
+            return
+        self.core.respond(call_id, OK, "", reply)
+
+    def _open(self, call_id: int, method: str) -> None:
+        handler = self._streaming.get(method)
+        if handler is None:
+            self.core.stream_end(call_id, UNIMPLEMENTED, f"unknown method {method}")
+            return
+        stream = Stream(self.core, call_id, method)
+        self._streams[call_id] = stream
+        self._spawn(self._run_stream(handler, stream))
+
+    async def _run_stream(self, handler: StreamHandler, stream: Stream) -> None:
+        try:
+            await handler(stream)
+        except Exception as exc:  # noqa: BLE001 - a failed stream must still end
+            code, message = error_of(exc)
+            if code == UNKNOWN:
+                log.exception("stream handler %s failed", stream.method)
+            stream.end(code, message)
+        else:
+            stream.end()
+        finally:
+            self._streams.pop(stream.call_id, None)
+
+    async def shutdown(self) -> None:
+        """End every open stream and wait for in-flight handlers."""
+        for stream in list(self._streams.values()):
+            stream._deliver(None)
+            stream.end(UNAVAILABLE, "etcdserver: server stopped")
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)

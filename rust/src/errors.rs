@@ -1,0 +1,55 @@
+//! The client-facing errors, with etcd's exact gRPC codes and message texts.
+//!
+//! Clients match on these texts (Go clientv3 maps them back to typed errors), so
+//! they are spelled here once and nowhere else.
+
+use tonic::{Code, Status};
+
+pub const EMPTY_KEY: &str = "etcdserver: key is not provided";
+pub const KEY_NOT_FOUND: &str = "etcdserver: key not found";
+pub const VALUE_PROVIDED: &str = "etcdserver: value is provided";
+pub const LEASE_PROVIDED: &str = "etcdserver: lease is provided";
+pub const TOO_MANY_OPS: &str = "etcdserver: too many operations in txn request";
+pub const DUPLICATE_KEY: &str = "etcdserver: duplicate key given in txn request";
+pub const INVALID_SORT: &str = "etcdserver: invalid sort option";
+pub const REQUEST_TOO_LARGE: &str = "etcdserver: request is too large";
+pub const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
+pub const LEASE_EXISTS: &str = "etcdserver: lease already exists";
+pub const LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
+pub const NO_LEADER: &str = "etcdserver: no leader";
+pub const STOPPED: &str = "etcdserver: server stopped";
+pub const TIMEOUT: &str = "etcdserver: request timed out";
+
+pub fn invalid(msg: &str) -> Status {
+    Status::new(Code::InvalidArgument, msg)
+}
+
+pub fn no_leader() -> Status {
+    Status::new(Code::Unavailable, NO_LEADER)
+}
+
+pub fn stopped() -> Status {
+    Status::new(Code::Unavailable, STOPPED)
+}
+
+pub fn timed_out() -> Status {
+    Status::new(Code::Unavailable, TIMEOUT)
+}
+
+pub fn no_space() -> Status {
+    Status::new(Code::ResourceExhausted, NO_SPACE)
+}
+
+pub fn lease_exists() -> Status {
+    Status::new(Code::FailedPrecondition, LEASE_EXISTS)
+}
+
+pub fn lease_not_found() -> Status {
+    Status::new(Code::NotFound, LEASE_NOT_FOUND)
+}
+
+impl From<crate::mvcc::MvccError> for Status {
+    fn from(e: crate::mvcc::MvccError) -> Status {
+        Status::new(Code::from_i32(e.grpc_code()), e.to_string())
+    }
+}

@@ -1,0 +1,19 @@
+//! etcdcore's Rust core, imported from Python as `etcdcore._core`.
+//!
+//! It owns the hot path: the gRPC wire (tonic), the KV data path, the MVCC
+//! store, the WAL with group-commit fsync, snapshots and Raft (raft-rs). Python
+//! runs the process and the other services, reached through [`bridge`].
+
+pub mod bridge;
+pub mod errors;
+pub mod identity;
+pub mod lease_table;
+pub mod member;
+pub mod mvcc;
+pub mod pb;
+mod python;
+pub mod raft_node;
+pub mod server;
+pub mod snap;
+pub mod state_machine;
+pub mod wal;

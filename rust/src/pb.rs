@@ -1,0 +1,17 @@
+//! Generated protobuf types: etcd's v3 API (exact wire layout) and etcdcore's
+//! internal messages.
+
+#![allow(clippy::all, missing_docs)]
+
+pub mod mvccpb {
+    tonic::include_proto!("mvccpb");
+}
+pub mod authpb {
+    tonic::include_proto!("authpb");
+}
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
+}
+pub mod internal {
+    tonic::include_proto!("etcdcore");
+}

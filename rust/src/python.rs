@@ -1,0 +1,257 @@
+//! The pyo3 bindings: `etcdcore._core`. Only translation lives here; the
+//! work is done by [`crate::member::Member`] and [`crate::bridge::Bridge`].
+//! Every call that may wait releases the GIL.
+
+use std::path::PathBuf;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use tonic::Status;
+
+use crate::bridge::Item;
+use crate::member::{Member, MemberConfig};
+
+create_exception!(_core, CoreError, PyException, "An etcd error: args are (grpc_code, message).");
+
+fn core_err(s: Status) -> PyErr {
+    CoreError::new_err((s.code() as i32, s.message().to_string()))
+}
+
+/// The settings of one member (see `_core.pyi`).
+#[pyclass(module = "etcdcore._core", frozen)]
+#[derive(Clone)]
+pub struct CoreConfig {
+    inner: MemberConfig,
+}
+
+#[pymethods]
+impl CoreConfig {
+    #[new]
+    #[pyo3(signature = (*, name, data_dir, client_listen, client_urls, peer_urls, initial_cluster,
+        cluster_token, snapshot_count, max_request_bytes, max_txn_ops, quota_backend_bytes,
+        heartbeat_ms, election_ms))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        name: String,
+        data_dir: PathBuf,
+        client_listen: Vec<String>,
+        client_urls: Vec<String>,
+        peer_urls: Vec<String>,
+        initial_cluster: Vec<(String, Vec<String>)>,
+        cluster_token: String,
+        snapshot_count: u64,
+        max_request_bytes: usize,
+        max_txn_ops: usize,
+        quota_backend_bytes: u64,
+        heartbeat_ms: u64,
+        election_ms: u64,
+    ) -> CoreConfig {
+        CoreConfig {
+            inner: MemberConfig {
+                name,
+                data_dir,
+                client_listen,
+                client_urls,
+                peer_urls,
+                initial_cluster,
+                cluster_token,
+                snapshot_count,
+                max_request_bytes,
+                max_txn_ops,
+                quota_backend_bytes,
+                heartbeat: Duration::from_millis(heartbeat_ms.max(1)),
+                election: Duration::from_millis(election_ms.max(1)),
+            },
+        }
+    }
+}
+
+/// One etcdcore member (see `_core.pyi`).
+#[pyclass(module = "etcdcore._core")]
+pub struct Core {
+    // Queries share the member; only start and stop take it exclusively.
+    member: RwLock<Member>,
+    bridge: std::sync::Arc<crate::bridge::Bridge>,
+}
+
+impl Core {
+    fn with<T>(&self, f: impl FnOnce(&Member) -> T) -> T {
+        f(&self.member.read().expect("member poisoned"))
+    }
+}
+
+#[pymethods]
+impl Core {
+    #[new]
+    fn new(config: &CoreConfig) -> PyResult<Core> {
+        let member = Member::new(config.inner.clone())
+            .map_err(|e| CoreError::new_err((2, e.to_string())))?;
+        let bridge = member.bridge().clone();
+        Ok(Core {
+            member: RwLock::new(member),
+            bridge,
+        })
+    }
+
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        py.allow_threads(|| self.member.write().expect("member poisoned").start())
+            .map_err(|e| CoreError::new_err((2, e.to_string())))
+    }
+
+    fn stop(&self, py: Python<'_>) {
+        py.allow_threads(|| self.member.write().expect("member poisoned").stop())
+    }
+
+    fn bridge_fd(&self) -> i32 {
+        self.bridge.wake_fd()
+    }
+
+    fn drain(&self, py: Python<'_>) -> PyResult<Vec<PyObject>> {
+        let items = self.bridge.drain();
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let obj = match item {
+                Item::Unary {
+                    call_id,
+                    method,
+                    request,
+                } => ("unary", call_id, method, PyBytes::new(py, &request))
+                    .into_pyobject(py)?
+                    .into_any(),
+                Item::Open { call_id, method } => {
+                    ("open", call_id, method).into_pyobject(py)?.into_any()
+                }
+                Item::Msg { call_id, message } => ("msg", call_id, PyBytes::new(py, &message))
+                    .into_pyobject(py)?
+                    .into_any(),
+                Item::Close { call_id } => ("close", call_id).into_pyobject(py)?.into_any(),
+                Item::Events { revision, batch } => ("events", revision, PyBytes::new(py, &batch))
+                    .into_pyobject(py)?
+                    .into_any(),
+                Item::Leader { is_leader, term } => {
+                    ("leader", is_leader, term).into_pyobject(py)?.into_any()
+                }
+            };
+            out.push(obj.unbind());
+        }
+        Ok(out)
+    }
+
+    fn respond(&self, call_id: u64, code: i32, message: String, payload: Vec<u8>) {
+        self.bridge.respond(call_id, code, message, payload)
+    }
+
+    fn stream_send(&self, call_id: u64, payload: Vec<u8>) -> bool {
+        self.bridge.stream_send(call_id, payload)
+    }
+
+    fn stream_end(&self, call_id: u64, code: i32, message: String) {
+        self.bridge.stream_end(call_id, code, message)
+    }
+
+    fn header(&self) -> (u64, u64, i64, u64) {
+        self.with(|m| m.header())
+    }
+
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.with(|m| m.status()).map_err(core_err)?;
+        let d = PyDict::new(py);
+        d.set_item("member_id", s.member_id)?;
+        d.set_item("cluster_id", s.cluster_id)?;
+        d.set_item("leader", s.leader)?;
+        d.set_item("raft_term", s.raft_term)?;
+        d.set_item("raft_index", s.raft_index)?;
+        d.set_item("raft_applied_index", s.raft_applied_index)?;
+        d.set_item("revision", s.revision)?;
+        d.set_item("compact_revision", s.compact_revision)?;
+        d.set_item("db_size", s.db_size)?;
+        d.set_item("db_size_in_use", s.db_size)?;
+        d.set_item("keys", s.keys)?;
+        d.set_item("is_learner", false)?;
+        Ok(d)
+    }
+
+    fn members(&self) -> Vec<(u64, String, Vec<String>, Vec<String>, bool)> {
+        self.with(|m| {
+            m.members()
+                .into_iter()
+                .map(|m| (m.id, m.name, m.peer_urls, m.client_urls, m.is_learner))
+                .collect()
+        })
+    }
+
+    fn events_since<'py>(
+        &self,
+        py: Python<'py>,
+        key: &[u8],
+        range_end: &[u8],
+        start_revision: i64,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let b = self
+            .with(|m| m.events_since(key, range_end, start_revision, limit))
+            .map_err(core_err)?;
+        Ok(PyBytes::new(py, &b))
+    }
+
+    fn hash_kv(&self, revision: i64) -> PyResult<(u32, i64, i64)> {
+        self.with(|m| m.hash_kv(revision)).map_err(core_err)
+    }
+
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let b = self.with(|m| m.snapshot()).map_err(core_err)?;
+        Ok(PyBytes::new(py, &b))
+    }
+
+    fn leases(&self) -> PyResult<Vec<(i64, i64)>> {
+        self.with(|m| m.leases()).map_err(core_err)
+    }
+
+    fn lease_info<'py>(
+        &self,
+        py: Python<'py>,
+        lease_id: i64,
+    ) -> PyResult<Option<(i64, Vec<Bound<'py, PyBytes>>)>> {
+        let info = self.with(|m| m.lease_info(lease_id)).map_err(core_err)?;
+        Ok(info.map(|(ttl, keys)| (ttl, keys.iter().map(|k| PyBytes::new(py, k)).collect())))
+    }
+
+    fn alarms(&self) -> PyResult<Vec<(u64, i32)>> {
+        let a = self.with(|m| m.alarms()).map_err(core_err)?;
+        Ok(a.into_iter().map(|a| (a.member_id, a.alarm)).collect())
+    }
+
+    fn lease_grant(&self, py: Python<'_>, lease_id: i64, ttl: i64) -> PyResult<i64> {
+        py.allow_threads(|| self.with(|m| m.lease_grant(lease_id, ttl)))
+            .map_err(core_err)
+    }
+
+    fn lease_revoke(&self, py: Python<'_>, lease_id: i64) -> PyResult<i64> {
+        py.allow_threads(|| self.with(|m| m.lease_revoke(lease_id)))
+            .map_err(core_err)
+    }
+
+    fn alarm(&self, py: Python<'_>, action: i32, member_id: u64, alarm: i32) -> PyResult<Vec<(u64, i32)>> {
+        let a = py
+            .allow_threads(|| self.with(|m| m.alarm(action, member_id, alarm)))
+            .map_err(core_err)?;
+        Ok(a.into_iter().map(|a| (a.member_id, a.alarm)).collect())
+    }
+
+    fn is_leader(&self) -> bool {
+        self.with(|m| m.is_leader())
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let _ = pyo3_log::try_init();
+    m.add("CoreError", m.py().get_type::<CoreError>())?;
+    m.add_class::<CoreConfig>()?;
+    m.add_class::<Core>()?;
+    Ok(())
+}

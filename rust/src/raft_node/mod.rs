@@ -1,0 +1,177 @@
+//! The Raft node: one thread that runs raft-rs's Ready loop over our WAL and
+//! applies committed entries to the state machine.
+//!
+//! Everything else talks to it through a [`NodeHandle`]: proposals and
+//! ReadIndex requests go in over a channel, results come back on oneshots once
+//! the entry is durable and applied. The loop batches whatever arrived since its
+//! last turn into one Ready, so one fsync covers many proposals (group commit).
+//! A single member runs exactly this path; clustering adds the transport.
+
+mod ready_loop;
+mod recovery;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tonic::Status;
+
+use crate::bridge::Bridge;
+use crate::errors;
+use crate::pb::internal::internal_request::Request;
+use crate::state_machine::{Outcome, StateMachine};
+
+pub use recovery::RecoveryError;
+
+/// How this member's Raft node is set up.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub cluster_id: u64,
+    pub name: String,
+    pub voters: Vec<u64>,
+    pub data_dir: PathBuf,
+    pub heartbeat: Duration,
+    pub election_ticks: usize,
+    pub snapshot_count: u64,
+}
+
+/// A proposal's result: the outcome and the position it was applied at.
+#[derive(Debug)]
+pub struct Applied {
+    pub outcome: Outcome,
+    pub revision: i64,
+    pub term: u64,
+}
+
+pub(crate) type ProposalReply = oneshot::Sender<Result<Applied, Status>>;
+
+pub(crate) enum Msg {
+    Propose {
+        request: Request,
+        reply: ProposalReply,
+    },
+    ReadIndex {
+        reply: oneshot::Sender<Result<(), Status>>,
+    },
+    Stop,
+}
+
+/// State the loop publishes for readers on other threads.
+pub struct Shared {
+    pub sm: RwLock<StateMachine>,
+    pub term: AtomicU64,
+    pub leader_id: AtomicU64,
+    pub commit_index: AtomicU64,
+    pub last_index: AtomicU64,
+    pub applied_index: AtomicU64,
+    pub stopped: AtomicBool,
+}
+
+impl Shared {
+    pub fn term(&self) -> u64 {
+        self.term.load(Ordering::Acquire)
+    }
+
+    pub fn leader(&self) -> u64 {
+        self.leader_id.load(Ordering::Acquire)
+    }
+}
+
+/// A cheap, cloneable way to talk to the Raft loop.
+#[derive(Clone)]
+pub struct NodeHandle {
+    tx: mpsc::Sender<Msg>,
+    pub shared: Arc<Shared>,
+    pub config: Arc<NodeConfig>,
+}
+
+/// The running loop; dropping it does not stop it, [`Node::stop`] does.
+pub struct Node {
+    handle: NodeHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Recovers from the data dir and starts the loop thread.
+    pub fn start(config: NodeConfig, bridge: Arc<Bridge>) -> Result<Node, RecoveryError> {
+        let recovered = recovery::recover(&config)?;
+        let shared = Arc::new(Shared {
+            sm: RwLock::new(recovered.state),
+            term: AtomicU64::new(0),
+            leader_id: AtomicU64::new(0),
+            commit_index: AtomicU64::new(0),
+            last_index: AtomicU64::new(0),
+            applied_index: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::channel();
+        let config = Arc::new(config);
+        let mut lp = ready_loop::ReadyLoop::new(
+            config.clone(),
+            recovered.node,
+            recovered.wal,
+            recovered.snapshotter,
+            shared.clone(),
+            bridge,
+            rx,
+        );
+        let thread = std::thread::Builder::new()
+            .name("etcdcore-raft".into())
+            .spawn(move || lp.run())
+            .map_err(|e| RecoveryError(format!("cannot start the raft thread: {e}")))?;
+        Ok(Node {
+            handle: NodeHandle { tx, shared, config },
+            thread: Some(thread),
+        })
+    }
+
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Finishes what is in flight, fsyncs and joins the loop thread.
+    pub fn stop(&mut self) {
+        let _ = self.handle.tx.send(Msg::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl NodeHandle {
+    /// Proposes a write and waits until it is durable and applied.
+    pub async fn propose(&self, request: Request) -> Result<Applied, Status> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Propose { request, reply })
+            .map_err(|_| errors::stopped())?;
+        rx.await.unwrap_or_else(|_| Err(errors::stopped()))
+    }
+
+    /// The blocking form, for callers outside the async runtime (Python threads).
+    pub fn propose_blocking(&self, request: Request) -> Result<Applied, Status> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Propose { request, reply })
+            .map_err(|_| errors::stopped())?;
+        rx.blocking_recv().unwrap_or_else(|_| Err(errors::stopped()))
+    }
+
+    /// Waits until this member has applied everything committed when the call
+    /// was made, with leadership confirmed (Raft ReadIndex): after it returns, a
+    /// read of the local store is linearizable.
+    pub async fn read_index(&self) -> Result<(), Status> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::ReadIndex { reply })
+            .map_err(|_| errors::stopped())?;
+        rx.await.unwrap_or_else(|_| Err(errors::stopped()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

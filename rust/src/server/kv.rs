@@ -1,0 +1,142 @@
+//! The KV service, served entirely in Rust: validation, Raft, the store, and
+//! the answer straight back on the wire.
+
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use super::validate;
+use crate::errors;
+use crate::pb::etcdserverpb::kv_server::Kv;
+use crate::pb::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
+use crate::pb::internal::internal_request::Request as Internal;
+use crate::raft_node::{Applied, NodeHandle};
+use crate::state_machine::Outcome;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+}
+
+pub struct KvService {
+    node: NodeHandle,
+    limits: Limits,
+}
+
+impl KvService {
+    pub fn new(node: NodeHandle, limits: Limits) -> KvService {
+        KvService { node, limits }
+    }
+
+    fn header(&self, revision: i64, raft_term: u64) -> Option<ResponseHeader> {
+        Some(ResponseHeader {
+            cluster_id: self.node.config.cluster_id,
+            member_id: self.node.config.id,
+            revision,
+            raft_term,
+        })
+    }
+
+    fn check_size(&self, m: &impl Message) -> Result<(), Status> {
+        if m.encoded_len() > self.limits.max_request_bytes {
+            return Err(errors::invalid(errors::REQUEST_TOO_LARGE));
+        }
+        Ok(())
+    }
+
+    async fn propose(&self, request: Internal) -> Result<Applied, Status> {
+        self.node.propose(request).await
+    }
+}
+
+fn unexpected(o: Outcome) -> Status {
+    Status::internal(format!("etcdcore: unexpected apply outcome {o:?}"))
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let r = req.into_inner();
+        validate::range(&r)?;
+        if !r.serializable {
+            self.node.read_index().await?;
+        }
+        let sm = self.node.shared.sm.read().expect("state poisoned");
+        let mut resp = sm.store.range(&r)?;
+        resp.header = self.header(sm.store.current_revision(), self.node.shared.term());
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let r = req.into_inner();
+        validate::put(&r)?;
+        self.check_size(&r)?;
+        let a = self.propose(Internal::Put(r)).await?;
+        match a.outcome {
+            Outcome::Put(mut p) => {
+                p.header = self.header(a.revision, a.term);
+                Ok(Response::new(p))
+            }
+            o => Err(unexpected(o)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        req: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let r = req.into_inner();
+        validate::delete_range(&r)?;
+        self.check_size(&r)?;
+        let a = self.propose(Internal::DeleteRange(r)).await?;
+        match a.outcome {
+            Outcome::DeleteRange(mut d) => {
+                d.header = self.header(a.revision, a.term);
+                Ok(Response::new(d))
+            }
+            o => Err(unexpected(o)),
+        }
+    }
+
+    async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let r = req.into_inner();
+        validate::txn(&r, self.limits.max_txn_ops)?;
+        if validate::txn_is_read_only(&r) {
+            // Reads need no Raft round, only a confirmed read point.
+            if !validate::txn_is_serializable(&r) {
+                self.node.read_index().await?;
+            }
+            let mut sm = self.node.shared.sm.write().expect("state poisoned");
+            let (mut t, _) = sm.store.txn(&r, &|_| true)?;
+            t.header = self.header(sm.store.current_revision(), self.node.shared.term());
+            return Ok(Response::new(t));
+        }
+        self.check_size(&r)?;
+        let a = self.propose(Internal::Txn(r)).await?;
+        match a.outcome {
+            Outcome::Txn(mut t) => {
+                t.header = self.header(a.revision, a.term);
+                Ok(Response::new(t))
+            }
+            o => Err(unexpected(o)),
+        }
+    }
+
+    async fn compact(
+        &self,
+        req: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let r = req.into_inner();
+        let a = self.propose(Internal::Compaction(r)).await?;
+        match a.outcome {
+            Outcome::Compaction(mut c) => {
+                c.header = self.header(a.revision, a.term);
+                Ok(Response::new(c))
+            }
+            o => Err(unexpected(o)),
+        }
+    }
+}

