@@ -403,11 +403,13 @@ fn too_large(e: record::TooLarge) -> WalError {
 
 /// Whether a bad record at the end of the last segment is what a crash in
 /// the middle of a write leaves behind, rather than damage to data that was
-/// once durable: cut short, or failing its checksum with nothing but zeros
-/// after it (file systems may expose unwritten blocks as zeros).
+/// once durable: cut short with no whole record after it, or failing its
+/// checksum with nothing but zeros after it (file systems may expose
+/// unwritten blocks as zeros). A damaged length field also reads as "cut
+/// short"; the records still standing behind it tell the two apart.
 fn is_torn_tail(err: &DecodeError, rest: &[u8]) -> bool {
     match err {
-        DecodeError::Truncated => true,
+        DecodeError::Truncated => !(1..rest.len()).any(|o| record::decode(&rest[o..]).is_ok()),
         DecodeError::BadChecksum { .. } => {
             let end = record::framed_len(rest).expect("checksummed records are whole");
             rest[end..].iter().all(|&b| b == 0)
@@ -893,6 +895,23 @@ mod tests {
             assert_eq!(ids(&replay), expect_ids(1..=8, 1), "flip at {at}");
             assert_eq!(replay.repaired_tail, Some((seg, start as u64)));
             fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn damaged_length_with_records_behind_it_is_corrupt_not_torn() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (seg, _, _) = wal_with_last_record(tmp.path());
+        let offs = record_offsets(&seg);
+        // Entry 8's length now runs past the end of the file, as a torn
+        // write's would; the hard state and entry 9 behind it are intact.
+        let victim = offs[offs.len() - 3];
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[victim..victim + 4].copy_from_slice(&(1u32 << 20).to_le_bytes());
+        fs::write(&seg, bytes).unwrap();
+        match Wal::open(tmp.path(), META, WalOptions { segment_bytes: 200 }) {
+            Err(WalError::Corrupt { offset, .. }) => assert_eq!(offset, victim as u64),
+            other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
         }
     }
 
