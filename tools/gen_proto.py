@@ -102,7 +102,9 @@ def main() -> int:
     _clean()
     _run_protoc()
     generated = sorted(
-        f for s in subpackages for f in (OUT_DIR / s).iterdir()
+        f
+        for s in subpackages
+        for f in (OUT_DIR / s).iterdir()
         if f.name.endswith(GENERATED_SUFFIXES)
     )
     for f in generated:

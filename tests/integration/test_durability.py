@@ -19,7 +19,9 @@ def kv(m: Member) -> rpc_pb2_grpc.KVStub:
 
 
 def all_keys(m: Member, prefix: bytes = b"") -> dict[bytes, bytes]:
-    req = rpc_pb2.RangeRequest(key=prefix or b"\0", range_end=prefix_end(prefix) if prefix else b"\0")
+    req = rpc_pb2.RangeRequest(
+        key=prefix or b"\0", range_end=prefix_end(prefix) if prefix else b"\0"
+    )
     return {x.key: x.value for x in kv(m).Range(req).kvs}
 
 

@@ -15,7 +15,7 @@ def out(m: Member, *args: str, input: str | None = None) -> str:
 
 def test_txn_takes_success_branch_when_compare_holds(member: Member) -> None:
     member.etcdctl("put", "k", "v1")
-    script = 'value("k") = "v1"\n\nput k v2\n\nput other x\n\n'
+    script = 'value("k") = "v1"\n\nput k v2\nput other x\n\n\n'
     assert out(member, "txn", input=script) == "SUCCESS\n\nOK\n\nOK\n"
     assert out(member, "get", "k", "--print-value-only") == "v2\n"
 
@@ -59,7 +59,9 @@ def test_empty_server_reports_revision_one(member: Member) -> None:
 
 def test_endpoint_health(member: Member) -> None:
     text = out(member, "endpoint", "health")
-    assert text.startswith(f"{member.endpoint} is healthy: successfully committed proposal: took = ")
+    assert text.startswith(
+        f"{member.endpoint} is healthy: successfully committed proposal: took = "
+    )
 
 
 def test_endpoint_status_table(member: Member) -> None:

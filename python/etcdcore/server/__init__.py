@@ -1,0 +1,1 @@
+"""The etcdcore server process: etcd's flags in, a running member out."""
