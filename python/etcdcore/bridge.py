@@ -21,6 +21,8 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 
+from google.protobuf.message import DecodeError
+
 from etcdcore._core import Core, CoreError
 
 log = logging.getLogger("etcdcore.bridge")
@@ -64,6 +66,9 @@ def error_of(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, CoreError):
         code, message = exc.args
         return int(code), str(message)
+    if isinstance(exc, DecodeError):
+        # What grpc-go (and so etcd) answers for bytes that are not the message.
+        return INTERNAL, f"grpc: error unmarshalling request: {exc}"
     return UNKNOWN, f"{type(exc).__name__}: {exc}"
 
 

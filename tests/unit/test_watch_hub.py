@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sys
 import threading
 import time
-import types
 
-try:
-    import etcdcore._core  # noqa: F401
-except ImportError:  # the compiled core is not built yet: a stand-in for bridge.py's import
-    _shim = types.ModuleType("etcdcore._core")
-
-    class _ShimCoreError(Exception):
-        pass
-
-    _shim.Core = object
-    _shim.CoreError = _ShimCoreError
-    sys.modules["etcdcore._core"] = _shim
-
-from etcdcore._core import CoreError  # noqa: E402
-from etcdcore.bridge import Bridge  # noqa: E402
-from etcdcore.proto.etcdcore import internal_pb2  # noqa: E402
-from etcdcore.proto.etcdserverpb import rpc_pb2  # noqa: E402
-from etcdcore.proto.mvccpb import kv_pb2  # noqa: E402
-from etcdcore.services.watch_hub import WATCH_METHOD, WatchHub  # noqa: E402
+from etcdcore._core import CoreError
+from etcdcore.bridge import Bridge
+from etcdcore.proto.etcdcore import internal_pb2
+from etcdcore.proto.etcdserverpb import rpc_pb2
+from etcdcore.proto.mvccpb import kv_pb2
+from etcdcore.services.watch_hub import WATCH_METHOD, WatchHub
 
 CLUSTER_ID, MEMBER_ID, TERM = 0x1234, 0x5678, 3
 PUT, DELETE = kv_pb2.Event.PUT, kv_pb2.Event.DELETE
