@@ -78,6 +78,9 @@ class Core:
         """Send one message on a streaming call; False once the client is gone."""
     def stream_end(self, call_id: int, code: int, message: str) -> None:
         """Finish a streaming call with a gRPC status (0 = OK)."""
+    def set_event_feed(self, on: bool) -> None:
+        """Ask for ("events", ...) items (off until asked: nobody is watching).
+        Turn it on *before* reading the revision a new watcher starts after."""
 
     # -- state the services read ------------------------------------------------
     def header(self) -> tuple[int, int, int, int]:

@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -58,6 +58,7 @@ pub struct Bridge {
     wake_tx: UnixStream,
     wake_rx: UnixStream,
     next_call: AtomicU64,
+    event_feed: AtomicBool,
     unary: Mutex<HashMap<u64, oneshot::Sender<Result<Bytes, Status>>>>,
     streams: Mutex<HashMap<u64, StreamSender>>,
 }
@@ -72,6 +73,7 @@ impl Bridge {
             wake_tx,
             wake_rx,
             next_call: AtomicU64::new(1),
+            event_feed: AtomicBool::new(false),
             unary: Mutex::default(),
             streams: Mutex::default(),
         })
@@ -94,6 +96,18 @@ impl Bridge {
         }
     }
 
+    /// Whether Python wants applied events (it has watch streams open).
+    /// With nobody watching, the Raft loop neither encodes nor sends them.
+    pub fn event_feed(&self) -> bool {
+        self.event_feed.load(Ordering::SeqCst)
+    }
+
+    /// Python turns the event feed on before it reads the revision a new
+    /// watcher starts after, so no event it needs can be skipped.
+    pub fn set_event_feed(&self, on: bool) {
+        self.event_feed.store(on, Ordering::SeqCst);
+    }
+
     /// Everything waiting; the next push wakes Python again.
     pub fn drain(&self) -> Vec<Item> {
         let mut q = self.queue.lock().expect("bridge queue poisoned");
@@ -109,7 +123,10 @@ impl Bridge {
     pub async fn call_unary(&self, method: &str, request: Bytes) -> Result<Bytes, Status> {
         let call_id = self.new_call_id();
         let (tx, rx) = oneshot::channel();
-        self.unary.lock().expect("bridge poisoned").insert(call_id, tx);
+        self.unary
+            .lock()
+            .expect("bridge poisoned")
+            .insert(call_id, tx);
         self.push(Item::Unary {
             call_id,
             method: method.to_string(),
@@ -126,7 +143,10 @@ impl Bridge {
     ) -> (u64, mpsc::UnboundedReceiver<Result<Bytes, Status>>) {
         let call_id = self.new_call_id();
         let (tx, rx) = mpsc::unbounded_channel();
-        self.streams.lock().expect("bridge poisoned").insert(call_id, tx);
+        self.streams
+            .lock()
+            .expect("bridge poisoned")
+            .insert(call_id, tx);
         self.push(Item::Open {
             call_id,
             method: method.to_string(),
@@ -156,7 +176,11 @@ impl Bridge {
     }
 
     pub fn stream_end(&self, call_id: u64, code: i32, message: String) {
-        let tx = self.streams.lock().expect("bridge poisoned").remove(&call_id);
+        let tx = self
+            .streams
+            .lock()
+            .expect("bridge poisoned")
+            .remove(&call_id);
         if let (Some(tx), true) = (tx, code != 0) {
             let _ = tx.send(Err(Status::new(Code::from_i32(code), message)));
         }
@@ -184,7 +208,11 @@ mod tests {
         b.push(Item::Close { call_id: 1 });
         b.push(Item::Close { call_id: 2 });
         let mut buf = [0u8; 8];
-        assert_eq!((&b.wake_rx).read(&mut buf).unwrap(), 1, "one wake byte per batch");
+        assert_eq!(
+            (&b.wake_rx).read(&mut buf).unwrap(),
+            1,
+            "one wake byte per batch"
+        );
         assert_eq!(b.drain().len(), 2);
         b.push(Item::Close { call_id: 3 });
         assert_eq!((&b.wake_rx).read(&mut buf).unwrap(), 1);

@@ -96,8 +96,7 @@ impl Member {
         }
         let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
         let cluster_id = identity::cluster_id(&ids);
-        let bridge =
-            Arc::new(Bridge::new().map_err(|e| StartError(format!("bridge: {e}")))?);
+        let bridge = Arc::new(Bridge::new().map_err(|e| StartError(format!("bridge: {e}")))?);
         Ok(Member {
             cfg,
             members,
@@ -161,7 +160,13 @@ impl Member {
             max_txn_ops: self.cfg.max_txn_ops,
         };
         let tasks = runtime
-            .block_on(server::serve(addrs, handle, self.bridge.clone(), limits, rx))
+            .block_on(server::serve(
+                addrs,
+                handle,
+                self.bridge.clone(),
+                limits,
+                rx,
+            ))
             .map_err(|e| StartError(e.to_string()));
         let tasks = match tasks {
             Ok(t) => t,
@@ -207,7 +212,12 @@ impl Member {
     pub fn header(&self) -> (u64, u64, i64, u64) {
         let (rev, term) = match &self.handle {
             Some(h) => (
-                h.shared.sm.read().expect("state poisoned").store.current_revision(),
+                h.shared
+                    .sm
+                    .read()
+                    .expect("state poisoned")
+                    .store
+                    .current_revision(),
                 h.shared.term(),
             ),
             None => (0, 0),
@@ -269,7 +279,12 @@ impl Member {
     /// The whole state machine, followed by its crc32c (little endian).
     pub fn snapshot(&self) -> Result<Vec<u8>, Status> {
         let h = self.node()?;
-        let mut data = h.shared.sm.read().expect("state poisoned").encode_snapshot();
+        let mut data = h
+            .shared
+            .sm
+            .read()
+            .expect("state poisoned")
+            .encode_snapshot();
         let crc = crc32c::crc32c(&data);
         data.extend_from_slice(&crc.to_le_bytes());
         Ok(data)
@@ -309,7 +324,12 @@ impl Member {
         Ok(a.revision)
     }
 
-    pub fn alarm(&self, action: i32, member_id: u64, alarm: i32) -> Result<Vec<AlarmMember>, Status> {
+    pub fn alarm(
+        &self,
+        action: i32,
+        member_id: u64,
+        alarm: i32,
+    ) -> Result<Vec<AlarmMember>, Status> {
         let a = self.node()?.propose_blocking(Request::Alarm(AlarmRequest {
             action,
             member_id,

@@ -15,7 +15,12 @@ use tonic::Status;
 use crate::bridge::Item;
 use crate::member::{Member, MemberConfig};
 
-create_exception!(_core, CoreError, PyException, "An etcd error: args are (grpc_code, message).");
+create_exception!(
+    _core,
+    CoreError,
+    PyException,
+    "An etcd error: args are (grpc_code, message)."
+);
 
 fn core_err(s: Status) -> PyErr {
     CoreError::new_err((s.code() as i32, s.message().to_string()))
@@ -153,6 +158,10 @@ impl Core {
         self.bridge.stream_end(call_id, code, message)
     }
 
+    fn set_event_feed(&self, on: bool) {
+        self.bridge.set_event_feed(on)
+    }
+
     fn header(&self) -> (u64, u64, i64, u64) {
         self.with(|m| m.header())
     }
@@ -235,7 +244,13 @@ impl Core {
             .map_err(core_err)
     }
 
-    fn alarm(&self, py: Python<'_>, action: i32, member_id: u64, alarm: i32) -> PyResult<Vec<(u64, i32)>> {
+    fn alarm(
+        &self,
+        py: Python<'_>,
+        action: i32,
+        member_id: u64,
+        alarm: i32,
+    ) -> PyResult<Vec<(u64, i32)>> {
         let a = py
             .allow_threads(|| self.with(|m| m.alarm(action, member_id, alarm)))
             .map_err(core_err)?;

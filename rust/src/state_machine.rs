@@ -12,8 +12,8 @@ use crate::lease_table::LeaseTable;
 use crate::mvcc::{MvccError, Store};
 use crate::pb::etcdserverpb::{
     alarm_request::AlarmAction, request_op, AlarmMember, AlarmResponse, CompactionResponse,
-    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse,
-    PutResponse, RequestOp, TxnRequest, TxnResponse,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
+    RequestOp, TxnRequest, TxnResponse,
 };
 use crate::pb::internal::{internal_request::Request, AlarmRecord, LeaseRecord, StateSnapshot};
 use crate::pb::mvccpb::Event;
@@ -87,7 +87,10 @@ impl StateMachine {
                 let evs = self.delete_keys(self.store.keys_with_lease(r.id))?;
                 (Outcome::LeaseRevoke(LeaseRevokeResponse::default()), evs)
             }
-            Request::Alarm(a) => (Outcome::Alarm(self.apply_alarm(a.action, a.member_id, a.alarm)), vec![]),
+            Request::Alarm(a) => (
+                Outcome::Alarm(self.apply_alarm(a.action, a.member_id, a.alarm)),
+                vec![],
+            ),
         };
         events.extend(evs);
         Ok(outcome)
@@ -101,10 +104,12 @@ impl StateMachine {
         let success: Vec<RequestOp> = keys
             .into_iter()
             .map(|key| RequestOp {
-                request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-                    key,
-                    ..Default::default()
-                })),
+                request: Some(request_op::Request::RequestDeleteRange(
+                    DeleteRangeRequest {
+                        key,
+                        ..Default::default()
+                    },
+                )),
             })
             .collect();
         if success.is_empty() {
@@ -122,7 +127,12 @@ impl StateMachine {
             (member_id == 0 || a.member_id == member_id) && (alarm == 0 || a.alarm == alarm)
         };
         let alarms = if action == AlarmAction::Activate as i32 {
-            if alarm != 0 && !self.alarms.iter().any(|a| a.member_id == member_id && a.alarm == alarm) {
+            if alarm != 0
+                && !self
+                    .alarms
+                    .iter()
+                    .any(|a| a.member_id == member_id && a.alarm == alarm)
+            {
                 self.alarms.push(AlarmMember { member_id, alarm });
             }
             vec![AlarmMember { member_id, alarm }]

@@ -44,6 +44,7 @@ class FakeCore:
         self.gate: threading.Event | None = None
         self.reading = threading.Event()
         self.snapshot_first = True
+        self.event_feed = False
 
     # -- Core API ----------------------------------------------------------------
     def header(self) -> tuple[int, int, int, int]:
@@ -81,6 +82,9 @@ class FakeCore:
 
     def stream_end(self, call_id: int, code: int, message: str) -> None:
         self.ended[call_id] = (code, message)
+
+    def set_event_feed(self, on: bool) -> None:
+        self.event_feed = on
 
     # -- writes ------------------------------------------------------------------
     def txn(self, *ops: tuple) -> tuple[int, bytes]:
@@ -321,6 +325,20 @@ def test_closing_the_stream_drops_its_watchers() -> None:
         await h.put(b"k")
         assert h.take(call) == []
         assert len(h.take(other)) == 1
+
+    run(t)
+
+
+def test_event_feed_is_on_only_while_a_watch_stream_is_open() -> None:
+    async def t() -> None:
+        h = Harness()
+        assert not h.core.event_feed
+        call, other = await h.open(), await h.open()
+        assert h.core.event_feed
+        await h.close(call)
+        assert h.core.event_feed
+        await h.close(other)
+        assert not h.core.event_feed
 
     run(t)
 

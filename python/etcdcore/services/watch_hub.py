@@ -377,6 +377,11 @@ class WatchHub:
         """Run one Watch call until the client closes it."""
         ws = _WatchStream(stream)
         self._streams.add(ws)
+        if len(self._streams) == 1:
+            # The core skips event batches while nobody watches; the revision
+            # is read only after the feed is on, so nothing needed is missed.
+            self._core.set_event_feed(True)
+            self._rev = max(self._rev, self._core_revision())
         if self._progress_interval > 0:
             ws.ticker = asyncio.ensure_future(self._progress_loop(ws))
         try:
@@ -394,6 +399,8 @@ class WatchHub:
                     self._progress_all(ws)
         finally:
             self._close(ws)
+            if not self._streams:
+                self._core.set_event_feed(False)
 
     def _refuse(self, ws: _WatchStream, reason: str) -> None:
         resp = _WatchResponse(

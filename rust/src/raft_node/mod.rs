@@ -158,7 +158,8 @@ impl NodeHandle {
         self.tx
             .send(Msg::Propose { request, reply })
             .map_err(|_| errors::stopped())?;
-        rx.blocking_recv().unwrap_or_else(|_| Err(errors::stopped()))
+        rx.blocking_recv()
+            .unwrap_or_else(|_| Err(errors::stopped()))
     }
 
     /// Waits until this member has applied everything committed when the call

@@ -248,8 +248,10 @@ impl ReadyLoop {
                 .iter()
                 .map(|e| (e.index, e.term, e.write_to_bytes().expect("entry encodes")))
                 .collect();
-            let refs: Vec<(u64, u64, &[u8])> =
-                encoded.iter().map(|(i, t, d)| (*i, *t, d.as_slice())).collect();
+            let refs: Vec<(u64, u64, &[u8])> = encoded
+                .iter()
+                .map(|(i, t, d)| (*i, *t, d.as_slice()))
+                .collect();
             self.wal.append_entries(&refs);
             self.node
                 .mut_store()
@@ -343,7 +345,7 @@ impl ReadyLoop {
         self.shared
             .commit_index
             .store(self.node.raft.raft_log.committed, Ordering::Release);
-        if events.is_empty() {
+        if events.is_empty() || !self.bridge.event_feed() {
             return;
         }
         let revision = events

@@ -97,10 +97,13 @@ pub(super) fn recover(cfg: &NodeConfig) -> Result<Recovered, RecoveryError> {
     }
 
     let mut entries = Vec::with_capacity(replay.entries.len());
-    for e in replay.entries.iter().filter(|e| e.index > state.applied_index) {
-        let entry = Entry::parse_from_bytes(&e.data).map_err(|err| {
-            RecoveryError(format!("wal: entry {} is unreadable: {err}", e.index))
-        })?;
+    for e in replay
+        .entries
+        .iter()
+        .filter(|e| e.index > state.applied_index)
+    {
+        let entry = Entry::parse_from_bytes(&e.data)
+            .map_err(|err| RecoveryError(format!("wal: entry {} is unreadable: {err}", e.index)))?;
         entries.push(entry);
     }
     if let Some(first) = entries.first() {
@@ -121,7 +124,9 @@ pub(super) fn recover(cfg: &NodeConfig) -> Result<Recovered, RecoveryError> {
         let mut hs = HardState::parse_from_bytes(hs)
             .map_err(|e| RecoveryError(format!("wal: unreadable hard state: {e}")))?;
         let last = raft::Storage::last_index(&storage).unwrap_or_default();
-        hs.commit = hs.commit.clamp(state.applied_index, last.max(state.applied_index));
+        hs.commit = hs
+            .commit
+            .clamp(state.applied_index, last.max(state.applied_index));
         storage.wl().set_hardstate(hs);
     }
     state.applied_term = state.applied_term.max(snap_term);

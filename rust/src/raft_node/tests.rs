@@ -110,7 +110,9 @@ fn restart_after_snapshots_recovers_state_and_releases_wal() {
         }
         node.stop();
     }
-    let snaps = std::fs::read_dir(dir.path().join("member/snap")).unwrap().count();
+    let snaps = std::fs::read_dir(dir.path().join("member/snap"))
+        .unwrap()
+        .count();
     assert!(snaps >= 1, "a snapshot was saved");
     let mut node = Node::start(config(dir.path(), 10), Arc::new(Bridge::new().unwrap())).unwrap();
     let applied = node.handle().propose_blocking(put("after", "x")).unwrap();

@@ -102,10 +102,8 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let method = req.uri().path().to_string();
         let bridge = self.bridge.clone();
-        let mut grpc = Grpc::new(RawCodec).apply_max_message_size_config(
-            Some(self.max_decoding),
-            Some(usize::MAX),
-        );
+        let mut grpc = Grpc::new(RawCodec)
+            .apply_max_message_size_config(Some(self.max_decoding), Some(usize::MAX));
         Box::pin(async move {
             let resp = if STREAMING.contains(&method.as_str()) {
                 grpc.streaming(StreamCall { bridge, method }, req).await

@@ -73,18 +73,24 @@ fn request_op(op: &RequestOp, max_ops: usize) -> Result<(), Status> {
 
 /// Whether a txn only reads (etcd serves those without a Raft round).
 pub fn txn_is_read_only(r: &TxnRequest) -> bool {
-    r.success.iter().chain(r.failure.iter()).all(|op| match &op.request {
-        Some(request_op::Request::RequestRange(_)) => true,
-        Some(request_op::Request::RequestTxn(t)) => txn_is_read_only(t),
-        _ => false,
-    })
+    r.success
+        .iter()
+        .chain(r.failure.iter())
+        .all(|op| match &op.request {
+            Some(request_op::Request::RequestRange(_)) => true,
+            Some(request_op::Request::RequestTxn(t)) => txn_is_read_only(t),
+            _ => false,
+        })
 }
 
 /// Whether every read in a read-only txn asked for serializable.
 pub fn txn_is_serializable(r: &TxnRequest) -> bool {
-    r.success.iter().chain(r.failure.iter()).all(|op| match &op.request {
-        Some(request_op::Request::RequestRange(rr)) => rr.serializable,
-        Some(request_op::Request::RequestTxn(t)) => txn_is_serializable(t),
-        _ => false,
-    })
+    r.success
+        .iter()
+        .chain(r.failure.iter())
+        .all(|op| match &op.request {
+            Some(request_op::Request::RequestRange(rr)) => rr.serializable,
+            Some(request_op::Request::RequestTxn(t)) => txn_is_serializable(t),
+            _ => false,
+        })
 }
