@@ -53,6 +53,8 @@ class Scenario:
     description: str
     # Large enough that --duration-secs is what ends a run.
     total: int = 100_000_000
+    # Watch streams, for the "watch" op (ops/s is then events delivered/s).
+    watchers: int = 0
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -62,6 +64,14 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("get-serializable-16", "get-serializable", 16, 4, "serializable single-key get"),
     Scenario("get-linearizable-16", "get-linearizable", 16, 4, "linearizable get (ReadIndex)"),
     Scenario("range-1000-16", "range", 16, 4, "linearizable range returning 1000 keys"),
+    Scenario(
+        "watch-100x4",
+        "watch",
+        4,
+        4,
+        "watch fan-out: 100 watchers on one prefix, 4 writers; events delivered/s",
+        watchers=100,
+    ),
 )
 
 
@@ -278,6 +288,7 @@ def run_loadgen(
         "--value-size", str(args.value_size),
         "--key-space", str(args.key_space),
         "--range-keys", str(args.range_keys),
+        "--watchers", str(sc.watchers),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
     if proc.returncode != 0:

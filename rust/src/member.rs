@@ -39,6 +39,9 @@ pub struct MemberConfig {
     pub election: Duration,
 }
 
+/// (granted TTL, attached keys) of one lease.
+pub type LeaseInfo = (i64, Vec<Vec<u8>>);
+
 /// The numbers Maintenance.Status reports.
 #[derive(Clone, Debug)]
 pub struct StatusInfo {
@@ -296,7 +299,8 @@ impl Member {
         Ok(sm.leases.iter().collect())
     }
 
-    pub fn lease_info(&self, id: i64) -> Result<Option<(i64, Vec<Vec<u8>>)>, Status> {
+    /// The granted TTL and attached keys of a lease, if it exists.
+    pub fn lease_info(&self, id: i64) -> Result<Option<LeaseInfo>, Status> {
         let h = self.node()?;
         let sm = h.shared.sm.read().expect("state poisoned");
         Ok(sm

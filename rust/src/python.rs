@@ -26,6 +26,9 @@ fn core_err(s: Status) -> PyErr {
     CoreError::new_err((s.code() as i32, s.message().to_string()))
 }
 
+/// (id, name, peer URLs, client URLs, is learner), as `Core.members` returns it.
+type MemberRow = (u64, String, Vec<String>, Vec<String>, bool);
+
 /// The settings of one member (see `_core.pyi`).
 #[pyclass(module = "etcdcore._core", frozen)]
 #[derive(Clone)]
@@ -184,7 +187,7 @@ impl Core {
         Ok(d)
     }
 
-    fn members(&self) -> Vec<(u64, String, Vec<String>, Vec<String>, bool)> {
+    fn members(&self) -> Vec<MemberRow> {
         self.with(|m| {
             m.members()
                 .into_iter()

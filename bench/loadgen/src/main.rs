@@ -26,11 +26,13 @@ pub mod etcdserverpb {
 }
 
 use etcdserverpb::kv_client::KvClient;
-use etcdserverpb::{PutRequest, RangeRequest};
+use etcdserverpb::watch_client::WatchClient;
+use etcdserverpb::{watch_request, PutRequest, RangeRequest, WatchCreateRequest, WatchRequest};
 
 const PUT_PREFIX: &str = "bench/put/";
 const GET_KEY: &str = "bench/get";
 const RANGE_PREFIX: &str = "bench/range/";
+const WATCH_PREFIX: &str = "bench/watch/";
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum Op {
@@ -42,6 +44,10 @@ enum Op {
     GetLinearizable,
     /// Linearizable Range over `--range-keys` pre-written keys under a prefix.
     Range,
+    /// Watch fan-out: `--watchers` streams watch one prefix while `--clients`
+    /// writers put under it; throughput is events delivered per second, and
+    /// latency is from a put's send to each watcher receiving its event.
+    Watch,
 }
 
 impl Op {
@@ -51,6 +57,7 @@ impl Op {
             Op::GetSerializable => "get-serializable",
             Op::GetLinearizable => "get-linearizable",
             Op::Range => "range",
+            Op::Watch => "watch",
         }
     }
 }
@@ -84,6 +91,9 @@ struct Args {
     /// Keys written before a `range` run and returned by each Range.
     #[arg(long, default_value_t = 1000)]
     range_keys: u64,
+    /// Watch streams for `--op watch` (spread over the connections).
+    #[arg(long, default_value_t = 100)]
+    watchers: usize,
     /// Per-request deadline in seconds; a request past it counts as an error.
     #[arg(long, default_value_t = 10.0)]
     timeout_secs: f64,
@@ -135,7 +145,7 @@ async fn connect(endpoint: &str, timeout: Duration) -> Result<Channel, tonic::tr
 /// read benchmark over missing data would measure the wrong thing.
 async fn populate(args: &Args, chans: &[Channel], value: &[u8]) -> Result<(), String> {
     match args.op {
-        Op::Put => Ok(()),
+        Op::Put | Op::Watch => Ok(()),
         Op::GetSerializable | Op::GetLinearizable => {
             let mut kv = KvClient::new(chans[0].clone());
             kv.put(PutRequest {
@@ -242,6 +252,19 @@ async fn run_client(
                 })
                 .await
                 .map(|_| ()),
+            Op::Watch => {
+                // The value carries the send time so watchers can time delivery.
+                let mut v = value.as_ref().clone();
+                let sent = t0.duration_since(start).as_nanos() as u64;
+                v[..8].copy_from_slice(&sent.to_le_bytes());
+                kv.put(PutRequest {
+                    key: format!("{WATCH_PREFIX}{:08}", rng.next() % key_space.max(1)).into_bytes(),
+                    value: v,
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ())
+            }
         };
         let done = Instant::now();
         last_done = done;
@@ -270,6 +293,64 @@ fn ms(us: u64) -> f64 {
     (us as f64) / 1000.0
 }
 
+struct WatchResult {
+    hist: Histogram<u64>,
+    events: u64,
+}
+
+/// One watch stream on WATCH_PREFIX; records delivery latency per event
+/// until `done` is set (the request stream stays open so the server keeps it).
+async fn run_watcher(
+    chan: Channel,
+    start: Instant,
+    ready: tokio::sync::mpsc::Sender<()>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<WatchResult, String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let create = WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
+            key: WATCH_PREFIX.as_bytes().to_vec(),
+            range_end: prefix_end(WATCH_PREFIX.as_bytes()),
+            ..Default::default()
+        })),
+    };
+    tx.send(create).await.map_err(|e| e.to_string())?;
+    let mut client = WatchClient::new(chan).max_decoding_message_size(64 * 1024 * 1024);
+    let mut inbound = client
+        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+    let mut events = 0u64;
+    let mut created = false;
+    while !done.load(Ordering::Relaxed) {
+        let msg = match tokio::time::timeout(Duration::from_millis(200), inbound.message()).await
+        {
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None)) => break,
+            Err(_) => continue,
+            Ok(Err(e)) => return Err(e.to_string()),
+        };
+        if msg.created && !created {
+            created = true;
+            let _ = ready.send(()).await;
+        }
+        let now = start.elapsed().as_nanos() as u64;
+        for ev in &msg.events {
+            if let Some(kv) = &ev.kv {
+                if kv.value.len() >= 8 {
+                    let sent = u64::from_le_bytes(kv.value[..8].try_into().expect("8 bytes"));
+                    hist.saturating_record((now.saturating_sub(sent) / 1000).max(1));
+                }
+            }
+            events += 1;
+        }
+    }
+    drop(tx);
+    Ok(WatchResult { hist, events })
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -295,7 +376,28 @@ async fn main() {
 
     let issued = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(args.duration_secs.max(0.0));
+    let watch_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut watchers = Vec::new();
+    if args.op == Op::Watch {
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(args.watchers.max(1));
+        for w in 0..args.watchers {
+            watchers.push(tokio::spawn(run_watcher(
+                chans[w % conns].clone(),
+                start,
+                ready_tx.clone(),
+                watch_done.clone(),
+            )));
+        }
+        drop(ready_tx);
+        for _ in 0..args.watchers {
+            if ready_rx.recv().await.is_none() {
+                break;
+            }
+        }
+    }
+    // Latencies are measured from `start`; the run itself begins now.
+    let begin = Instant::now();
+    let deadline = begin + Duration::from_secs_f64(args.duration_secs.max(0.0));
     let mut tasks = Vec::with_capacity(clients);
     for id in 0..clients {
         let kv = KvClient::new(chans[id % conns].clone())
@@ -316,7 +418,7 @@ async fn main() {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
     let mut errors = 0u64;
     let mut first_error: Option<String> = None;
-    let mut end = start;
+    let mut end = begin;
     for t in tasks {
         match t.await {
             Ok(r) => {
@@ -333,8 +435,52 @@ async fn main() {
             }
         }
     }
-    let seconds = end.duration_since(start).as_secs_f64();
+    let seconds = end.duration_since(begin).as_secs_f64();
     let requests = hist.len();
+    if args.op == Op::Watch {
+        // Let the watchers drain what is still in flight.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        watch_done.store(true, Ordering::Relaxed);
+        let puts = requests;
+        let mut whist =
+            Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+        let mut events = 0u64;
+        for t in watchers {
+            match t.await {
+                Ok(Ok(r)) => {
+                    whist.add(&r.hist).expect("same histogram bounds");
+                    events += r.events;
+                }
+                Ok(Err(e)) => {
+                    errors += 1;
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    errors += 1;
+                    first_error.get_or_insert_with(|| format!("watcher task: {e}"));
+                }
+            }
+        }
+        let expected = puts * args.watchers as u64;
+        let out = serde_json::json!({
+            "op": "watch",
+            "clients": clients,
+            "conns": conns,
+            "watchers": args.watchers,
+            "puts": puts,
+            "requests": events,
+            "events_expected": expected,
+            "errors": errors + expected.saturating_sub(events),
+            "seconds": (seconds * 1000.0).round() / 1000.0,
+            "ops_per_sec": ((events as f64 / seconds.max(1e-9)) * 10.0).round() / 10.0,
+            "p50_ms": ms(whist.value_at_quantile(0.50)),
+            "p90_ms": ms(whist.value_at_quantile(0.90)),
+            "p99_ms": ms(whist.value_at_quantile(0.99)),
+            "max_ms": ms(whist.max()),
+        });
+        println!("{out}");
+        return;
+    }
     let ops_per_sec = if seconds > 0.0 {
         requests as f64 / seconds
     } else {

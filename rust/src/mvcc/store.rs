@@ -52,6 +52,16 @@ pub(super) fn tombstone_kv(key: &[u8], rev: Revision) -> KeyValue {
 }
 
 impl Store {
+    /// Approximate bytes held by the log (keys, values and per-version
+    /// overhead): what Status reports as the database size.
+    pub fn size_bytes(&self) -> usize {
+        const PER_VERSION: usize = 48;
+        self.log
+            .values()
+            .map(|kv| kv.key.len() + kv.value.len() + PER_VERSION)
+            .sum()
+    }
+
     pub fn new() -> Store {
         Store {
             index: Index::new(),
@@ -258,17 +268,5 @@ mod tests {
         put(&mut s, "a", "2");
         del(&mut s, "b");
         assert_eq!(s.keys_count(), 1);
-    }
-}
-
-impl Store {
-    /// Approximate bytes held by the log (keys, values and per-version
-    /// overhead): what Status reports as the database size.
-    pub fn size_bytes(&self) -> usize {
-        const PER_VERSION: usize = 48;
-        self.log
-            .values()
-            .map(|kv| kv.key.len() + kv.value.len() + PER_VERSION)
-            .sum()
     }
 }

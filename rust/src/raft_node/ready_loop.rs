@@ -201,20 +201,17 @@ impl ReadyLoop {
         if self.read_waiters.is_empty() {
             return;
         }
-        if self.node.raft.state != StateRole::Leader {
-            if self.node.raft.leader_id == 0 {
-                for w in self.read_waiters.drain(..) {
-                    let _ = w.send(Err(errors::no_leader()));
-                }
+        // A follower's ReadIndex is forwarded to the leader by raft-rs; with no
+        // leader at all there is nobody to confirm the read.
+        if self.node.raft.state != StateRole::Leader && self.node.raft.leader_id == 0 {
+            for w in self.read_waiters.drain(..) {
+                let _ = w.send(Err(errors::no_leader()));
             }
-            // A follower forwards ReadIndex to the leader; raft-rs does that.
+            return;
         }
         let ctx = self.next_read_ctx;
         self.next_read_ctx += 1;
         let waiters = std::mem::take(&mut self.read_waiters);
-        if waiters.is_empty() {
-            return;
-        }
         self.reads_in_raft.insert(ctx, waiters);
         self.node.read_index(ctx.to_be_bytes().to_vec());
     }

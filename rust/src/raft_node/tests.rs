@@ -61,6 +61,7 @@ fn proposal_is_applied_and_answered_with_its_revision() {
 fn applied_events_reach_the_bridge_in_one_item_per_batch() {
     let dir = tempfile::tempdir().unwrap();
     let bridge = Arc::new(Bridge::new().unwrap());
+    bridge.set_event_feed(true);
     let mut node = Node::start(config(dir.path(), 1000), bridge.clone()).unwrap();
     node.handle().propose_blocking(put("a", "1")).unwrap();
     node.stop();
@@ -73,6 +74,19 @@ fn applied_events_reach_the_bridge_in_one_item_per_batch() {
         })
         .collect();
     assert_eq!(revisions, vec![2]);
+}
+
+#[test]
+fn no_event_batches_while_the_feed_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Arc::new(Bridge::new().unwrap());
+    let mut node = Node::start(config(dir.path(), 1000), bridge.clone()).unwrap();
+    node.handle().propose_blocking(put("a", "1")).unwrap();
+    node.stop();
+    assert!(!bridge
+        .drain()
+        .iter()
+        .any(|i| matches!(i, Item::Events { .. })));
 }
 
 #[test]

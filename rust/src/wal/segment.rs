@@ -67,7 +67,7 @@ pub fn list(dir: &Path) -> io::Result<Vec<SegmentName>> {
 /// The header is written under a temporary name and renamed into place, so a
 /// crash never leaves a segment without its metadata record; the directory
 /// fsync makes the new name itself durable.
-pub fn create(dir: &Path, name: SegmentName, header: &[u8]) -> io::Result<File> {
+pub fn create(dir: &Path, name: SegmentName, header: &[u8], prealloc: u64) -> io::Result<File> {
     let path = name.path(dir);
     let tmp = dir.join(format!("{}.tmp", name.file_name()));
     let mut file = OpenOptions::new()
@@ -76,17 +76,34 @@ pub fn create(dir: &Path, name: SegmentName, header: &[u8]) -> io::Result<File> 
         .write(true)
         .open(&tmp)?;
     file.write_all(header)?;
+    if prealloc > header.len() as u64 {
+        preallocate(&file, prealloc)?;
+    }
     file.sync_all()?;
     fs::rename(&tmp, &path)?;
     sync_dir(dir)?;
-    // Reopened in append mode so later writes go to the end whatever
-    // truncation repair or a failed write did to the length.
-    drop(file);
-    open_for_append(&path)
+    Ok(file)
 }
 
-pub fn open_for_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().append(true).open(path)
+/// Opens a segment for positional writes (the WAL tracks where its records end).
+pub fn open_for_write(path: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).open(path)
+}
+
+/// Allocates `len` bytes of real, zero-filled blocks; file systems that
+/// cannot do that get a plain (sparse) extension instead.
+fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fallocate only reads its integer arguments; the fd is open.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => file.set_len(len),
+        _ => Err(err),
+    }
 }
 
 /// The whole segment, for replay.
@@ -109,6 +126,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileExt;
 
     #[test]
     fn name_is_zero_padded_hex_and_parses_back() {
@@ -161,10 +179,24 @@ mod tests {
             seq: 4,
             first_index: 100,
         };
-        let mut f = create(dir.path(), n, b"header").unwrap();
-        f.write_all(b"+more").unwrap();
+        let f = create(dir.path(), n, b"header", 0).unwrap();
+        f.write_all_at(b"+more", 6).unwrap();
         assert_eq!(read(&n.path(dir.path())).unwrap(), b"header+more");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp left");
+    }
+
+    #[test]
+    fn preallocated_segment_is_zero_filled_to_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = SegmentName {
+            seq: 0,
+            first_index: 0,
+        };
+        create(dir.path(), n, b"header", 4096).unwrap();
+        let data = read(&n.path(dir.path())).unwrap();
+        assert_eq!(data.len(), 4096);
+        assert_eq!(&data[..6], b"header");
+        assert!(data[6..].iter().all(|&b| b == 0));
     }
 
     #[test]
