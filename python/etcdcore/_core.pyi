@@ -97,7 +97,8 @@ class Core:
     def hash_kv(self, revision: int) -> tuple[int, int, int]:
         """(hash, compact_revision, hash_revision)."""
     def snapshot(self) -> bytes:
-        """A consistent snapshot of the whole state machine, checksummed."""
+        """A consistent snapshot of the whole state machine: [u64 length][state][crc32c],
+        zero-padded to 512 bytes, then its SHA-256 (the trailer etcdctl checks)."""
     def leases(self) -> list[tuple[int, int]]:
         """(id, granted_ttl) of every lease in the replicated lease table."""
     def lease_info(self, lease_id: int) -> tuple[int, list[bytes]] | None:

@@ -279,18 +279,24 @@ impl Member {
         Ok(sm.store.hash_kv(rev)?)
     }
 
-    /// The whole state machine, followed by its crc32c (little endian).
+    /// The whole state machine as the Maintenance.Snapshot stream carries it.
+    ///
+    /// Layout: `[u64 LE length][state][u32 LE crc32c of state]`, zero-padded
+    /// to a multiple of 512 bytes, then the SHA-256 of everything before it.
+    /// The padding and trailing digest are what etcdctl checks for (a bbolt
+    /// file is whole pages plus that digest); the length and crc are ours.
     pub fn snapshot(&self) -> Result<Vec<u8>, Status> {
+        use sha2::Digest;
         let h = self.node()?;
-        let mut data = h
-            .shared
-            .sm
-            .read()
-            .expect("state poisoned")
-            .encode_snapshot();
-        let crc = crc32c::crc32c(&data);
-        data.extend_from_slice(&crc.to_le_bytes());
-        Ok(data)
+        let state = h.shared.sm.read().expect("state poisoned").encode_snapshot();
+        let mut blob = Vec::with_capacity(state.len() + 512 + 32);
+        blob.extend_from_slice(&(state.len() as u64).to_le_bytes());
+        blob.extend_from_slice(&state);
+        blob.extend_from_slice(&crc32c::crc32c(&state).to_le_bytes());
+        blob.resize(blob.len().div_ceil(512) * 512, 0);
+        let digest = sha2::Sha256::digest(&blob);
+        blob.extend_from_slice(&digest);
+        Ok(blob)
     }
 
     pub fn leases(&self) -> Result<Vec<(i64, i64)>, Status> {

@@ -1,41 +1,114 @@
-"""etcd's command line: the same flag names, defaults, ``ETCD_*`` environment
-variables and YAML ``--config-file`` keys, parsed into a :class:`ServerConfig`.
+"""etcd's command line, parsed the way etcd 3.5 parses it.
 
-Precedence is etcd's: a config file, when given, is the whole configuration
-(command-line flags and environment are ignored); otherwise a flag given on the
-command line wins over its ``ETCD_<NAME>`` variable, which wins over the default.
-Parsing is pure (no I/O beyond reading the config file) so it is unit-testable.
+Same flag names, defaults and ``ETCD_<UPPER_SNAKE>`` environment variables, the
+same YAML ``--config-file`` keys, and the same rules:
+
+- flags follow Go's ``flag`` package: ``-flag`` or ``--flag``, ``--flag=value``
+  or ``--flag value`` (boolean flags only take ``=value``), parsing stops at the
+  first non-flag argument (which etcd then refuses) or at ``--``;
+- a config file, when given (``--config-file`` or ``ETCD_CONFIG_FILE``), is the
+  whole configuration: other flags are still checked but their values and the
+  environment are ignored;
+- otherwise a flag not on the command line is taken from its non-empty
+  ``ETCD_*`` variable. A variable whose flag *is* on the command line is an
+  error, as in etcd 3.5 ("conflicting environment variable is shadowed by
+  corresponding command-line flag"); other ``ETCD_*`` variables draw a warning;
+- ``--name x`` alone moves the default ``--initial-cluster`` to ``x=<peer urls>``;
+  ``--listen-client-urls`` without ``--advertise-client-urls`` is refused;
+  the member must be in ``--initial-cluster`` with exactly its
+  ``--initial-advertise-peer-urls``.
+
+Every etcd 3.5 server flag is accepted so etcd command lines keep working; the
+ones etcdcore does not act on yet are reported in :attr:`ServerConfig.notices`
+(TLS, metrics, pprof, v2, experimental...). Parsing is pure: no logging, no I/O
+other than reading the config file.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-from dataclasses import dataclass
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-log = logging.getLogger("etcdcore.config")
-
+DEFAULT_NAME = "default"
+DEFAULT_LISTEN_CLIENT_URLS = "http://localhost:2379"
+DEFAULT_LISTEN_PEER_URLS = "http://localhost:2380"
+DEFAULT_INITIAL_CLUSTER = f"{DEFAULT_NAME}={DEFAULT_LISTEN_PEER_URLS}"
+DEFAULT_SNAPSHOT_COUNT = 100_000
+#: etcd's default and maximum backend quotas.
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024
 MAX_QUOTA_BYTES = 8 * 1024 * 1024 * 1024
+#: etcd refuses election timeouts above this.
+MAX_ELECTION_MS = 50_000
+LOG_LEVELS = ("debug", "info", "warn", "error", "dpanic", "panic", "fatal")
+
+USAGE = """Usage:
+
+  etcdcore [flags]
+    Start an etcdcore server (etcd v3.5 compatible).
+
+  etcdcore --version
+    Show the version of etcdcore.
+
+  etcdcore -h | --help
+    Show the help information about etcdcore.
+
+  etcdcore --config-file
+    Path to the server configuration file. Note that if a configuration file is
+    provided, other command line flags and environment variables will be ignored.
+"""
 
 
 class ConfigError(Exception):
-    """A configuration etcd would refuse; the text is shown to the operator."""
+    """A configuration etcd would refuse; ``exit_code`` is what etcd exits with."""
+
+    exit_code = 1
+
+
+class UsageError(ConfigError):
+    """A command line Go's flag package rejects (etcd prints usage, exits 2)."""
+
+    exit_code = 2
+
+
+class VersionRequested(Exception):
+    """``--version`` was given: print the version and exit 0."""
+
+
+class HelpRequested(Exception):
+    """``-h``/``--help`` was given: print the help and exit 0."""
+
+
+# -- the flags -----------------------------------------------------------------------
+
+# How a flag is used by etcdcore:
+USED = "used"  # acted on
+INFO = "info"  # accepted for etcd compatibility; reported (info) when set
+WARN = "warn"  # accepted; reported as a warning when set (experimental, legacy)
+REFUSED = "refused"  # accepted by the parser but a non-default value is an error
+
+# Value kinds, validated as Go's flag package validates them.
+STR, UINT, INT, BOOL, DURATION, URLS = "str", "uint", "int", "bool", "duration", "urls"
 
 
 @dataclass(frozen=True)
 class Flag:
+    """One etcd server flag."""
+
     name: str
-    default: Any
-    kind: type = str
+    default: str
+    kind: str = STR
+    use: str = USED
     help: str = ""
-    #: Accepted for compatibility with etcd command lines; not acted on yet.
-    accepted_only: bool = False
+    #: Allowed values, for etcd's "selective string" flags.
+    choices: tuple[str, ...] = ()
 
     @property
     def env(self) -> str:
+        """The flag's environment variable, as etcd names it."""
         return "ETCD_" + self.name.upper().replace("-", "_")
 
     @property
@@ -43,50 +116,182 @@ class Flag:
         return self.name.replace("-", "_")
 
 
+def _f(name: str, default: str = "", kind: str = STR, use: str = USED, **kw: Any) -> Flag:
+    return Flag(name, default, kind, use, **kw)
+
+
 FLAGS: tuple[Flag, ...] = (
-    Flag("name", "default", help="Human-readable name for this member."),
-    Flag("data-dir", "", help="Path to the data directory (default '${name}.etcd')."),
-    Flag("listen-client-urls", "http://localhost:2379", help="URLs to listen on for clients."),
-    Flag("advertise-client-urls", "http://localhost:2379", help="Client URLs to advertise."),
-    Flag("listen-peer-urls", "http://localhost:2380", help="URLs to listen on for peers."),
-    Flag("initial-advertise-peer-urls", "http://localhost:2380", help="Peer URLs to advertise."),
-    Flag("initial-cluster", "default=http://localhost:2380", help="Initial cluster configuration."),
-    Flag("initial-cluster-state", "new", help="'new' or 'existing'."),
-    Flag("initial-cluster-token", "etcd-cluster", help="Initial cluster token."),
-    Flag("snapshot-count", 100000, int, help="Applied entries between snapshots."),
-    Flag("heartbeat-interval", 100, int, help="Heartbeat interval in ms."),
-    Flag("election-timeout", 1000, int, help="Election timeout in ms."),
-    Flag("quota-backend-bytes", 0, int, help="Backend size quota (0 = 2 GiB)."),
-    Flag("max-request-bytes", 1572864, int, help="Maximum client request size in bytes."),
-    Flag("max-txn-ops", 128, int, help="Maximum operations in one txn."),
-    Flag("auto-compaction-mode", "periodic", help="'periodic' or 'revision'."),
-    Flag("auto-compaction-retention", "0", help="Auto compaction retention (0 = off)."),
-    Flag("log-level", "info", help="debug, info, warn, error, panic or fatal."),
-    Flag("logger", "zap", help="Only 'zap' (JSON lines)."),
-    Flag("log-outputs", "default", help="stderr, stdout or default."),
-    Flag("enable-v2", False, bool, accepted_only=True),
-    Flag("enable-pprof", False, bool, accepted_only=True),
-    Flag("metrics", "basic", accepted_only=True),
-    Flag("listen-metrics-urls", "", accepted_only=True),
-    Flag("auth-token", "simple", accepted_only=True),
-    Flag("cert-file", "", accepted_only=True),
-    Flag("key-file", "", accepted_only=True),
-    Flag("trusted-ca-file", "", accepted_only=True),
-    Flag("client-cert-auth", False, bool, accepted_only=True),
-    Flag("auto-tls", False, bool, accepted_only=True),
-    Flag("peer-cert-file", "", accepted_only=True),
-    Flag("peer-key-file", "", accepted_only=True),
-    Flag("peer-trusted-ca-file", "", accepted_only=True),
-    Flag("peer-client-cert-auth", False, bool, accepted_only=True),
-    Flag("peer-auto-tls", False, bool, accepted_only=True),
+    _f("config-file", help="Path to the server configuration file."),
+    # member
+    _f("name", DEFAULT_NAME, help="Human-readable name for this member."),
+    _f("data-dir", "", help="Path to the data directory (default '${name}.etcd')."),
+    _f("wal-dir", "", use=WARN, help="Dedicated WAL directory (the WAL stays in --data-dir)."),
+    _f("listen-peer-urls", DEFAULT_LISTEN_PEER_URLS, URLS, help="URLs to listen on for peers."),
+    _f("listen-client-urls", DEFAULT_LISTEN_CLIENT_URLS, URLS, help="URLs for client traffic."),
+    _f("listen-metrics-urls", "", STR, INFO),
+    _f("max-snapshots", "5", UINT, INFO),
+    _f("max-wals", "5", UINT, INFO),
+    _f("snapshot-count", str(DEFAULT_SNAPSHOT_COUNT), UINT, help="Entries between snapshots."),
+    _f("heartbeat-interval", "100", UINT, help="Heartbeat interval (ms)."),
+    _f("election-timeout", "1000", UINT, help="Election timeout (ms)."),
+    _f("initial-election-tick-advance", "true", BOOL, INFO),
+    _f("quota-backend-bytes", "0", INT, help="Backend size quota (0 = 2 GiB, <0 = none)."),
+    _f("backend-bbolt-freelist-type", "map", STR, INFO),
+    _f("backend-batch-interval", "0s", DURATION, INFO),
+    _f("backend-batch-limit", "0", INT, INFO),
+    _f("max-txn-ops", "128", UINT, help="Maximum operations in one txn."),
+    _f("max-request-bytes", "1572864", UINT, help="Maximum client request size in bytes."),
+    _f("grpc-keepalive-min-time", "5s", DURATION, INFO),
+    _f("grpc-keepalive-interval", "2h0m0s", DURATION, INFO),
+    _f("grpc-keepalive-timeout", "20s", DURATION, INFO),
+    _f("socket-reuse-port", "false", BOOL, INFO),
+    _f("socket-reuse-address", "false", BOOL, INFO),
+    _f("raft-read-timeout", "5s", DURATION, INFO),
+    _f("raft-write-timeout", "5s", DURATION, INFO),
+    # clustering
+    _f(
+        "initial-advertise-peer-urls",
+        DEFAULT_LISTEN_PEER_URLS,
+        URLS,
+        help="Peer URLs to advertise.",
+    ),
+    _f("advertise-client-urls", DEFAULT_LISTEN_CLIENT_URLS, URLS, help="Client URLs to advertise."),
+    _f("discovery", "", use=REFUSED),
+    _f("discovery-fallback", "proxy", STR, INFO, choices=("proxy", "exit")),
+    _f("discovery-proxy", "", use=INFO),
+    _f("discovery-srv", "", use=REFUSED),
+    _f("discovery-srv-name", "", use=INFO),
+    _f("initial-cluster", DEFAULT_INITIAL_CLUSTER, help="Initial cluster configuration."),
+    _f("initial-cluster-token", "etcd-cluster", help="Initial cluster token."),
+    _f("initial-cluster-state", "new", choices=("new", "existing"), help="'new' or 'existing'."),
+    _f("strict-reconfig-check", "true", BOOL, INFO),
+    _f("pre-vote", "true", BOOL, INFO),
+    _f("enable-v2", "false", BOOL, INFO),
+    _f("experimental-enable-v2v3", "", STR, WARN),
+    _f(
+        "v2-deprecation",
+        "not-yet",
+        STR,
+        INFO,
+        choices=("not-yet", "write-only", "write-only-drop-data", "gone"),
+    ),
+    # proxy
+    _f("proxy", "off", use=REFUSED, choices=("off", "readonly", "on")),
+    _f("proxy-failure-wait", "5000", UINT, INFO),
+    _f("proxy-refresh-interval", "30000", UINT, INFO),
+    _f("proxy-dial-timeout", "1000", UINT, INFO),
+    _f("proxy-write-timeout", "5000", UINT, INFO),
+    _f("proxy-read-timeout", "0", UINT, INFO),
+    # security
+    _f("cert-file", use=INFO),
+    _f("key-file", use=INFO),
+    _f("client-cert-file", use=INFO),
+    _f("client-key-file", use=INFO),
+    _f("client-cert-auth", "false", BOOL, INFO),
+    _f("client-crl-file", use=INFO),
+    _f("client-cert-allowed-hostname", use=INFO),
+    _f("trusted-ca-file", use=INFO),
+    _f("auto-tls", "false", BOOL, INFO),
+    _f("peer-cert-file", use=INFO),
+    _f("peer-key-file", use=INFO),
+    _f("peer-client-cert-file", use=INFO),
+    _f("peer-client-key-file", use=INFO),
+    _f("peer-client-cert-auth", "false", BOOL, INFO),
+    _f("peer-trusted-ca-file", use=INFO),
+    _f("peer-auto-tls", "false", BOOL, INFO),
+    _f("self-signed-cert-validity", "1", UINT, INFO),
+    _f("peer-crl-file", use=INFO),
+    _f("peer-cert-allowed-cn", use=INFO),
+    _f("peer-cert-allowed-hostname", use=INFO),
+    _f("cipher-suites", use=INFO),
+    _f("experimental-peer-skip-client-san-verification", "false", BOOL, WARN),
+    _f("cors", "*", use=INFO),
+    _f("host-whitelist", "*", use=INFO),
+    # logging
+    _f("logger", "zap", help="Only 'zap' (JSON lines)."),
+    _f("log-outputs", "default", help="default, stderr, stdout or file paths."),
+    _f("log-level", "info", help="debug, info, warn, error, panic or fatal."),
+    _f("enable-log-rotation", "false", BOOL, INFO),
+    _f("log-rotation-config-json", use=INFO),
+    # version
+    _f("version", "false", BOOL, help="Print the version and exit."),
+    _f("auto-compaction-retention", "0", help="Auto compaction retention (0 = off)."),
+    _f("auto-compaction-mode", "periodic", help="'periodic' or 'revision'."),
+    _f("enable-pprof", "false", BOOL, INFO),
+    _f("metrics", "basic", use=INFO),
+    _f("experimental-enable-distributed-tracing", "false", BOOL, WARN),
+    _f("experimental-distributed-tracing-address", "0.0.0.0:4317", use=WARN),
+    _f("experimental-distributed-tracing-service-name", "etcd", use=WARN),
+    _f("experimental-distributed-tracing-instance-id", use=WARN),
+    # auth
+    _f("auth-token", "simple", use=INFO),
+    _f("bcrypt-cost", "10", UINT, INFO),
+    _f("auth-token-ttl", "300", UINT, INFO),
+    _f("enable-grpc-gateway", "true", BOOL, INFO),
+    # experimental
+    _f("experimental-initial-corrupt-check", "false", BOOL, WARN),
+    _f("experimental-corrupt-check-time", "0s", DURATION, WARN),
+    _f("experimental-enable-lease-checkpoint", "false", BOOL, WARN),
+    _f("experimental-compaction-batch-limit", "1000", INT, WARN),
+    _f("experimental-watch-progress-notify-interval", "10m0s", DURATION, WARN),
+    _f("experimental-downgrade-check-time", "5s", DURATION, WARN),
+    _f("experimental-warning-apply-duration", "100ms", DURATION, WARN),
+    _f("experimental-memory-mlock", "false", BOOL, WARN),
+    _f("experimental-txn-mode-write-with-shared-buffer", "true", BOOL, WARN),
+    _f("experimental-bootstrap-defrag-threshold-megabytes", "0", UINT, WARN),
+    # unsafe
+    _f("unsafe-no-fsync", "false", BOOL, WARN),
+    _f("force-new-cluster", "false", BOOL, INFO),
+    # flags etcd itself ignores (legacy); they take no value
+    *(
+        _f(name, "", BOOL, WARN)
+        for name in (
+            "cluster-active-size",
+            "cluster-remove-delay",
+            "cluster-sync-interval",
+            "config",
+            "force",
+            "max-result-buffer",
+            "max-retry-attempts",
+            "peer-heartbeat-interval",
+            "peer-election-timeout",
+            "retry-interval",
+            "snapshot",
+            "v",
+            "vv",
+        )
+    ),
 )
-FLAG_BY_DEST = {f.dest: f for f in FLAGS}
-LOG_LEVELS = {"debug", "info", "warn", "error", "panic", "fatal"}
+FLAG_BY_NAME: dict[str, Flag] = {f.name: f for f in FLAGS}
+LEGACY_IGNORED = frozenset(f.name for f in FLAGS if f.kind == BOOL and f.default == "")
+
+# YAML keys that are not flag names (etcd's embed.Config / configYAML).
+_TLS_KEYS = {
+    "cert-file": "cert-file",
+    "key-file": "key-file",
+    "client-cert-file": "client-cert-file",
+    "client-key-file": "client-key-file",
+    "client-cert-auth": "client-cert-auth",
+    "trusted-ca-file": "trusted-ca-file",
+    "auto-tls": "auto-tls",
+}
+
+
+# -- the result ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something to log once logging is set up: parsing itself does not log."""
+
+    level: str
+    msg: str
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class ServerConfig:
-    """A member's configuration, with etcd's names."""
+    """A member's configuration, with etcd's names and etcd's defaults applied."""
 
     name: str
     data_dir: str
@@ -100,202 +305,601 @@ class ServerConfig:
     snapshot_count: int
     heartbeat_interval: int
     election_timeout: int
+    #: As given: 0 means etcd's default quota, negative means no quota.
     quota_backend_bytes: int
     max_request_bytes: int
     max_txn_ops: int
     auto_compaction_mode: str
     auto_compaction_retention: str
     log_level: str
-    ignored: list[str]
+    logger: str
+    log_outputs: list[str]
+    config_file: str = ""
+    #: Flags given that etcdcore accepts but does not act on (yet).
+    ignored: list[str] = field(default_factory=list)
+    #: Log lines for main() to emit once logging is configured.
+    notices: list[Notice] = field(default_factory=list)
 
+    # -- parsing -----------------------------------------------------------------------
     @classmethod
-    def from_args(cls, argv: list[str], environ: dict[str, str]) -> ServerConfig:
-        """Parse a command line (without the program name) and environment."""
-        args = _parser().parse_args(argv)
-        if args.version:
+    def from_args(cls, argv: Sequence[str], environ: Mapping[str, str]) -> ServerConfig:
+        """Parse a command line (without the program name) and an environment.
+
+        Raises :class:`UsageError` / :class:`ConfigError` for what etcd refuses,
+        :class:`VersionRequested` / :class:`HelpRequested` for ``--version`` / ``-h``.
+        """
+        given, rest = parse_go_flags(argv)
+        if rest:
+            raise ConfigError(f"'{rest[0]}' is not a valid flag")
+        if _truthy(given.get("version", "false")):
             raise VersionRequested
-        given = {k: v for k, v in vars(args).items() if v is not None}
-        given.pop("version", None)
-        config_file = given.pop("config_file", None) or environ.get("ETCD_CONFIG_FILE")
+        notices: list[Notice] = []
+        config_file = given.get("config-file", "") or environ.get("ETCD_CONFIG_FILE", "")
         if config_file:
-            values = _from_yaml(config_file)
+            values = load_config_file(config_file, notices)
+            explicit = set(values)
+            notices.append(
+                Notice(
+                    "info",
+                    "loaded server configuration, other configuration command line flags "
+                    "and environment variables will be ignored if provided",
+                    {"path": config_file},
+                )
+            )
         else:
-            values = _from_env(environ)
-            values.update(given)
-        return cls._build(values)
+            values = dict(given)
+            values.update(_from_env(environ, given, notices))
+            explicit = set(values)
+            # etcd: an explicit listen-client-urls drops the default advertise URLs.
+            if "listen-client-urls" in values and "advertise-client-urls" not in values:
+                values["advertise-client-urls"] = ""
+        values.pop("config-file", None)
+        values.pop("version", None)
+        cfg = cls._build(values, explicit, notices)
+        cfg.config_file = config_file
+        return cfg
 
     @classmethod
-    def _build(cls, values: dict[str, Any]) -> ServerConfig:
-        v = {f.dest: values.get(f.dest, f.default) for f in FLAGS}
-        name = str(v["name"])
-        data_dir = str(v["data_dir"]) or f"{name}.etcd"
-        peer_urls = _urls(v["initial_advertise_peer_urls"], "--initial-advertise-peer-urls")
-        cluster = _initial_cluster(str(v["initial_cluster"]))
-        if v["initial_cluster_state"] not in ("new", "existing"):
-            raise ConfigError(
-                f"unexpected value {v['initial_cluster_state']!r} for --initial-cluster-state "
-                "(use 'new' or 'existing')"
+    def _build(
+        cls, values: dict[str, str], explicit: set[str], notices: list[Notice]
+    ) -> ServerConfig:
+        def get(name: str) -> str:
+            return values[name] if name in values else FLAG_BY_NAME[name].default
+
+        for name in sorted(explicit):
+            flag = FLAG_BY_NAME.get(name)
+            if flag is None or flag.use == USED or get(name) == flag.default:
+                continue
+            if flag.use == REFUSED:
+                raise ConfigError(f"--{name} is not supported by etcdcore yet")
+            if name in LEGACY_IGNORED:
+                notices.append(
+                    Notice("warn", "flag is no longer supported - ignoring", {"flag-name": name})
+                )
+                continue
+            notices.append(
+                Notice(
+                    flag.use,
+                    "flag is accepted for etcd compatibility but not supported by etcdcore yet; "
+                    "ignoring",
+                    {"flag-name": name, "value": get(name)},
+                )
             )
-        mine = dict(cluster).get(name)
-        if mine is None:
-            raise ConfigError(
-                f"couldn't find local name {name!r} in the initial cluster configuration"
-            )
-        if sorted(mine) != sorted(peer_urls):
-            raise ConfigError(
-                f"--initial-cluster has {name}={','.join(mine)} but missing from "
-                f"--initial-advertise-peer-urls={','.join(peer_urls)}"
-            )
-        level = str(v["log_level"]).lower()
-        if level not in LOG_LEVELS:
-            raise ConfigError(f"unknown log level {level!r}")
-        quota = int(v["quota_backend_bytes"])
-        if quota < 0:
-            raise ConfigError("--quota-backend-bytes must not be negative")
-        for key in ("snapshot_count", "max_request_bytes", "max_txn_ops"):
-            if int(v[key]) <= 0:
-                raise ConfigError(f"--{FLAG_BY_DEST[key].name} must be positive")
-        heartbeat, election = int(v["heartbeat_interval"]), int(v["election_timeout"])
-        if heartbeat <= 0 or election < 5 * heartbeat:
+
+        # embed.Config.Validate, in etcd's order.
+        logger = get("logger")
+        if logger == "capnslog":
+            raise ConfigError("--logger=capnslog is removed in v3.5")
+        if logger != "zap":
+            raise ConfigError(f"unknown logger option {logger!r}")
+        log_outputs = _list(get("log-outputs")) or ["default"]
+        if "default" in log_outputs and len(log_outputs) > 1:
+            raise ConfigError('multi logoutput for "default" is not supported yet')
+        log_level = get("log-level")
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f'unrecognized level: "{log_level}"')
+
+        listen_peer = parse_urls(get("listen-peer-urls"), "listen-peer-urls")
+        listen_client = parse_urls(get("listen-client-urls"), "listen-client-urls")
+        check_bind_urls(listen_peer)
+        check_bind_urls(listen_client)
+        peer_urls = parse_urls(get("initial-advertise-peer-urls"), "initial-advertise-peer-urls")
+        adv = get("advertise-client-urls")
+        client_urls = parse_urls(adv, "advertise-client-urls") if adv else []
+        state = get("initial-cluster-state")
+        if state not in ("new", "existing"):
+            raise ConfigError(f'unexpected clusterState "{state}"')
+        heartbeat = _uint(get("heartbeat-interval"), "heartbeat-interval")
+        election = _uint(get("election-timeout"), "election-timeout")
+        if heartbeat == 0:
+            raise ConfigError(f"--heartbeat-interval must be >0 (set to {heartbeat}ms)")
+        if election == 0:
+            raise ConfigError(f"--election-timeout must be >0 (set to {election}ms)")
+        if 5 * heartbeat > election:
             raise ConfigError(
                 f"--election-timeout[{election}ms] should be at least as 5 times as "
                 f"--heartbeat-interval[{heartbeat}ms]"
             )
-        if v["auto_compaction_mode"] not in ("periodic", "revision"):
-            raise ConfigError(f"unknown auto-compaction-mode {v['auto_compaction_mode']!r}")
-        ignored = [
-            f.name
-            for f in FLAGS
-            if f.accepted_only and f.dest in values and values[f.dest] != f.default
-        ]
+        if election > MAX_ELECTION_MS:
+            raise ConfigError(
+                f"--election-timeout[{election}ms] is too long, and should be set less than "
+                f"{MAX_ELECTION_MS}ms"
+            )
+        if not client_urls:
+            raise ConfigError(
+                "--advertise-client-urls is required when --listen-client-urls is set explicitly"
+            )
+        mode = get("auto-compaction-mode")
+        if mode not in ("", "periodic", "revision"):
+            raise ConfigError(f'unknown auto-compaction-mode "{mode}"')
+        retention = get("auto-compaction-retention")
+        parse_compaction_retention(mode, retention)
+        if retention not in ("0", "") and "auto-compaction-retention" in explicit:
+            notices.append(
+                Notice(
+                    "warn",
+                    "auto compaction is not supported by etcdcore yet; ignoring",
+                    {"auto-compaction-mode": mode, "auto-compaction-retention": retention},
+                )
+            )
+
+        # etcdmain: data dir and initial cluster defaults that follow --name.
+        name = get("name")
+        data_dir = get("data-dir") or f"{name}.etcd"
+        initial_cluster = get("initial-cluster")
+        if name != DEFAULT_NAME and initial_cluster == DEFAULT_INITIAL_CLUSTER:
+            initial_cluster = ",".join(f"{name}={u}" for u in peer_urls)
+        cluster = parse_initial_cluster(initial_cluster)
+        verify_bootstrap(name, peer_urls, cluster, state)
+
+        snapshot_count = _uint(get("snapshot-count"), "snapshot-count")
+        if snapshot_count == 0:
+            notices.append(
+                Notice(
+                    "info",
+                    "updated snapshot count to default",
+                    {"given-snapshot-count": 0, "updated-snapshot-count": DEFAULT_SNAPSHOT_COUNT},
+                )
+            )
+            snapshot_count = DEFAULT_SNAPSHOT_COUNT
+        quota = _int(get("quota-backend-bytes"), "quota-backend-bytes")
+        if quota > MAX_QUOTA_BYTES:
+            notices.append(
+                Notice(
+                    "warn",
+                    "quota exceeds the maximum value",
+                    {"quota-size-bytes": quota, "quota-maximum-size-bytes": MAX_QUOTA_BYTES},
+                )
+            )
         return cls(
             name=name,
             data_dir=data_dir,
-            listen_client_urls=_urls(v["listen_client_urls"], "--listen-client-urls"),
-            advertise_client_urls=_urls(v["advertise_client_urls"], "--advertise-client-urls"),
-            listen_peer_urls=_urls(v["listen_peer_urls"], "--listen-peer-urls"),
+            listen_client_urls=listen_client,
+            advertise_client_urls=client_urls,
+            listen_peer_urls=listen_peer,
             initial_advertise_peer_urls=peer_urls,
             initial_cluster=cluster,
-            initial_cluster_state=str(v["initial_cluster_state"]),
-            initial_cluster_token=str(v["initial_cluster_token"]),
-            snapshot_count=int(v["snapshot_count"]),
+            initial_cluster_state=state,
+            initial_cluster_token=get("initial-cluster-token"),
+            snapshot_count=snapshot_count,
             heartbeat_interval=heartbeat,
             election_timeout=election,
-            quota_backend_bytes=quota or DEFAULT_QUOTA_BYTES,
-            max_request_bytes=int(v["max_request_bytes"]),
-            max_txn_ops=int(v["max_txn_ops"]),
-            auto_compaction_mode=str(v["auto_compaction_mode"]),
-            auto_compaction_retention=str(v["auto_compaction_retention"]),
-            log_level=level,
-            ignored=ignored,
+            quota_backend_bytes=quota,
+            max_request_bytes=_uint(get("max-request-bytes"), "max-request-bytes"),
+            max_txn_ops=_uint(get("max-txn-ops"), "max-txn-ops"),
+            auto_compaction_mode=mode,
+            auto_compaction_retention=retention,
+            log_level=log_level,
+            logger=logger,
+            log_outputs=log_outputs,
+            ignored=[
+                n
+                for n in sorted(explicit)
+                if n in FLAG_BY_NAME
+                and FLAG_BY_NAME[n].use != USED
+                and get(n) != FLAG_BY_NAME[n].default
+            ],
+            notices=notices,
         )
 
+    # -- derived values the core needs -----------------------------------------------
     def client_listen_addresses(self) -> list[str]:
-        """host:port for each --listen-client-urls entry ("localhost" -> 127.0.0.1)."""
-        out = []
-        for url in self.listen_client_urls:
-            parts = urlsplit(url)
-            host = parts.hostname or "127.0.0.1"
-            if host == "localhost":
-                host = "127.0.0.1"
-            if ":" in host:
-                host = f"[{host}]"
-            out.append(f"{host}:{parts.port}")
-        return out
+        """``host:port`` of each --listen-client-urls entry ("localhost" -> 127.0.0.1)."""
+        return [listen_address(u) for u in self.listen_client_urls]
+
+    def effective_quota_bytes(self) -> int:
+        """The backend quota in bytes: etcd's default for 0, unlimited for negative."""
+        if self.quota_backend_bytes == 0:
+            return DEFAULT_QUOTA_BYTES
+        if self.quota_backend_bytes < 0:
+            return 2**64 - 1
+        return self.quota_backend_bytes
 
 
-class VersionRequested(Exception):
-    """--version was given: print the version and exit 0."""
+# -- Go flag parsing -----------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(message)
+def parse_go_flags(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Parse ``argv`` as Go's ``flag.FlagSet.Parse`` does with etcd's flags.
+
+    Returns (flag name -> raw value of the last occurrence, remaining arguments).
+    Values are checked as Go checks them when a flag is set.
+    """
+    given: dict[str, str] = {}
+    args = list(argv)
+    while args:
+        arg = args[0]
+        if len(arg) < 2 or arg[0] != "-":
+            break
+        dashes = 2 if arg[1] == "-" else 1
+        if dashes == 2 and len(arg) == 2:  # "--" ends the flags
+            args.pop(0)
+            break
+        name = arg[dashes:]
+        if not name or name[0] in "-=":
+            raise UsageError(f"bad flag syntax: {arg}")
+        args.pop(0)
+        name, has_value, value = name.partition("=")
+        flag = FLAG_BY_NAME.get(name)
+        if flag is None:
+            if name in ("help", "h"):
+                raise HelpRequested
+            raise UsageError(f"flag provided but not defined: -{name}")
+        if flag.kind == BOOL:
+            if has_value:
+                if parse_bool(value) is None:
+                    raise UsageError(f"invalid boolean value {value!r} for -{name}: parse error")
+            else:
+                value = "true"
+        elif not has_value:
+            if not args:
+                raise UsageError(f"flag needs an argument: -{name}")
+            value = args.pop(0)
+        try:
+            given[name] = check_value(flag, value)
+        except ValueError as e:
+            raise UsageError(f'invalid value "{value}" for flag -{name}: {e}') from None
+    return given, args
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="etcdcore", allow_abbrev=False, add_help=True)
-    for f in FLAGS:
-        if f.kind is bool:
-            p.add_argument(
-                f"--{f.name}", dest=f.dest, nargs="?", const="true", default=None, help=f.help
+def check_value(flag: Flag, value: str) -> str:
+    """Validate ``value`` for ``flag`` as etcd's flag.Value.Set does; returns it
+    normalized (URL lists deduplicated and sorted, booleans as true/false)."""
+    if flag.kind == BOOL:
+        b = parse_bool(value)
+        if b is None:
+            raise ValueError("parse error")
+        return "true" if b else "false"
+    if flag.kind in (UINT, INT):
+        parse_go_int(value, signed=flag.kind == INT)
+    elif flag.kind == DURATION:
+        if not _DURATION.match(value):
+            raise ValueError(f'time: invalid duration "{value}"')
+    elif flag.kind == URLS:
+        return ",".join(parse_urls(value, flag.name, in_flag=True))
+    if flag.choices and value not in flag.choices:
+        raise ValueError("invalid value")
+    return value
+
+
+_DURATION = re.compile(r"^[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$")
+
+
+def parse_bool(value: str) -> bool | None:
+    """Go's strconv.ParseBool; None when not a boolean."""
+    if value in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if value in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    return None
+
+
+def parse_go_int(value: str, *, signed: bool) -> int:
+    """Go's strconv.ParseInt / ParseUint with base 0: decimal, 0x.., 0o.., 0b.. or a
+    leading 0 for octal; a sign only when signed."""
+    text, negative = value, False
+    if signed and text[:1] in ("+", "-"):
+        negative, text = text[0] == "-", text[1:]
+    low = text.lower()
+    base, digits = 10, text
+    if low.startswith(("0x", "0o", "0b")):
+        base, digits = {"x": 16, "o": 8, "b": 2}[low[1]], text[2:]
+    elif len(text) > 1 and text[0] == "0":
+        base, digits = 8, text[1:]
+    if not digits or not digits[0].isalnum():
+        raise ValueError("parse error")
+    try:
+        n = int(digits, base)
+    except ValueError:
+        raise ValueError("parse error") from None
+    n = -n if negative else n
+    low_bound, high_bound = (-(2**63), 2**63) if signed else (0, 2**64)
+    if not low_bound <= n < high_bound:
+        raise ValueError("value out of range")
+    return n
+
+
+def _uint(value: str, name: str) -> int:
+    try:
+        return parse_go_int(value, signed=False)
+    except ValueError as e:
+        raise ConfigError(f'invalid value "{value}" for --{name}: {e}') from None
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return parse_go_int(value, signed=True)
+    except ValueError as e:
+        raise ConfigError(f'invalid value "{value}" for --{name}: {e}') from None
+
+
+def _truthy(value: str) -> bool:
+    return bool(parse_bool(value))
+
+
+def _list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+# -- environment and config file -------------------------------------------------------
+
+
+def _from_env(
+    environ: Mapping[str, str], given: dict[str, str], notices: list[Notice]
+) -> dict[str, str]:
+    """etcd's flags.SetFlagsFromEnv + verifyEnv for the flags not on the command line."""
+    values: dict[str, str] = {}
+    used: set[str] = set()
+    if environ.get("ETCD_VERSION"):
+        used.add("ETCD_VERSION")
+        notices.append(
+            Notice(
+                "warn",
+                "cannot set special environment variable",
+                {"key": "ETCD_VERSION", "value": environ["ETCD_VERSION"]},
             )
-        else:
-            p.add_argument(f"--{f.name}", dest=f.dest, default=None, help=f.help)
-    p.add_argument("--config-file", dest="config_file", default=None)
-    p.add_argument("--version", action="store_true", help="Print the version and exit.")
-    return p
-
-
-def _from_env(environ: dict[str, str]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    known = {f.env for f in FLAGS} | {"ETCD_CONFIG_FILE"}
+        )
+    for flag in FLAGS:
+        if flag.name in given or flag.name == "version":
+            continue
+        raw = environ.get(flag.env, "")
+        if not raw:
+            continue
+        used.add(flag.env)
+        try:
+            values[flag.name] = check_value(flag, raw)
+        except ValueError as e:
+            raise ConfigError(f'invalid value "{raw}" for {flag.env}: {e}') from None
+        notices.append(
+            Notice(
+                "info",
+                "recognized and used environment variable",
+                {"variable-name": flag.env, "variable-value": raw},
+            )
+        )
+    shadowed = {FLAG_BY_NAME[n].env for n in given}
     for key, value in environ.items():
-        if not key.startswith("ETCD_"):
+        if key in used:
             continue
-        if key not in known:
-            log.warning("unrecognized environment variable %s=%s", key, value)
-            continue
-        if key != "ETCD_CONFIG_FILE":
-            values[key[5:].lower()] = value
+        if key in shadowed:
+            raise ConfigError(
+                "conflicting environment variable is shadowed by corresponding command-line "
+                f"flag (either unset environment variable or disable flag)): {key}"
+            )
+        if key.startswith("ETCD_"):
+            notices.append(
+                Notice(
+                    "warn",
+                    "unrecognized environment variable",
+                    {"environment-variable": f"{key}={value}"},
+                )
+            )
     return values
 
 
-def _from_yaml(path: str) -> dict[str, Any]:
+def load_config_file(path: str, notices: list[Notice]) -> dict[str, str]:
+    """Read etcd's YAML config file into flag name -> raw value."""
     import yaml
 
     try:
         with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f) or {}
+            doc = yaml.safe_load(f)
     except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e}") from e
+        raise ConfigError(f"open {path}: {e.strerror or e}") from e
     except yaml.YAMLError as e:
-        raise ConfigError(f"invalid config file {path}: {e}") from e
+        raise ConfigError(f"error converting YAML to JSON: {e}") from e
+    if doc is None:
+        doc = {}
     if not isinstance(doc, dict):
-        raise ConfigError(f"invalid config file {path}: expected a mapping")
-    values: dict[str, Any] = {}
-    for key, value in doc.items():
-        dest = str(key).replace("-", "_")
-        if dest in FLAG_BY_DEST:
-            values[dest] = value
-        else:
-            log.warning("config file %s: ignoring unknown key %r", path, key)
+        raise ConfigError(f"{path}: the configuration must be a YAML mapping")
+    values: dict[str, str] = {}
+    for key, raw in doc.items():
+        key = str(key)
+        if raw is None:
+            continue
+        if key in ("client-transport-security", "peer-transport-security") and isinstance(
+            raw, dict
+        ):
+            prefix = "" if key.startswith("client") else "peer-"
+            for sub, subraw in raw.items():
+                flag_name = _TLS_KEYS.get(str(sub))
+                if flag_name is None or subraw is None:
+                    continue
+                flag_name = prefix + flag_name if prefix else flag_name
+                if flag_name in FLAG_BY_NAME:
+                    values[flag_name] = _yaml_value(FLAG_BY_NAME[flag_name], subraw, path)
+            continue
+        flag = FLAG_BY_NAME.get(key)
+        if flag is None or key in ("config-file", "version"):
+            notices.append(Notice("warn", "ignoring unknown config file key", {"key": key}))
+            continue
+        values[key] = _yaml_value(flag, raw, path)
     return values
 
 
-def _urls(value: Any, flag: str) -> list[str]:
-    items = value if isinstance(value, list) else str(value).split(",")
-    urls = [str(u).strip() for u in items if str(u).strip()]
+def _yaml_value(flag: Flag, raw: Any, path: str) -> str:
+    if isinstance(raw, bool):
+        text = "true" if raw else "false"
+    elif isinstance(raw, list):
+        text = ",".join(str(v) for v in raw)
+    else:
+        text = str(raw)
+    try:
+        return check_value(flag, text)
+    except ValueError as e:
+        raise ConfigError(f'{path}: invalid value "{text}" for {flag.name}: {e}') from None
+
+
+# -- URLs and the initial cluster ------------------------------------------------------
+
+
+def parse_urls(value: str, flag: str, *, in_flag: bool = False) -> list[str]:
+    """etcd's types.NewURLs: http(s) URLs with host:port and no path, deduplicated
+    and sorted. Only plain http is served by etcdcore for now."""
+    urls: list[str] = []
+    for raw in value.split(","):
+        u = raw.strip()
+        parts = urlsplit(u)
+        if parts.scheme not in ("http", "https", "unix", "unixs"):
+            raise _url_error(f"URL scheme must be http, https, unix, or unixs: {u}", flag, in_flag)
+        hostport = parts.netloc.rpartition("@")[2]
+        if not _has_host_port(hostport):
+            raise _url_error(f'URL address does not have the form "host:port": {u}', flag, in_flag)
+        if parts.path or parts.query or parts.fragment:
+            raise _url_error(f"URL must not contain a path: {u}", flag, in_flag)
+        if parts.scheme != "http":
+            raise ConfigError(
+                f"--{flag}: {parts.scheme} URLs are not supported by etcdcore yet "
+                f"(TLS and unix sockets arrive later): {u}"
+            )
+        normalized = f"http://{hostport}"
+        if normalized not in urls:
+            urls.append(normalized)
+    return sorted(urls)
+
+
+def _url_error(text: str, flag: str, in_flag: bool) -> Exception:
+    return ValueError(text) if in_flag else ConfigError(f"--{flag}: {text}")
+
+
+def _has_host_port(hostport: str) -> bool:
+    """Go's net.SplitHostPort succeeds (and, for us, the port is a number)."""
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0 or not hostport[end + 1 :].startswith(":"):
+            return False
+        port = hostport[end + 2 :]
+    else:
+        host, sep, port = hostport.rpartition(":")
+        if not sep or ":" in host:
+            return False
+    return port.isdigit() and int(port) < 65536
+
+
+def _host(url: str) -> str:
+    hostport = url.split("://", 1)[1]
+    return hostport.rsplit(":", 1)[0].strip("[]")
+
+
+def check_bind_urls(urls: list[str]) -> None:
+    """etcd's checkBindURLs: a listen URL's host must be an IP (or localhost)."""
     for url in urls:
-        parts = urlsplit(url)
+        host = _host(url)
+        if host == "localhost":
+            continue
         try:
-            port = parts.port
+            ipaddress.ip_address(host)
         except ValueError:
-            port = None
-        if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
-            raise ConfigError(f'{flag}: URL scheme must be http or https with a port: "{url}"')
-        if parts.scheme == "https":
-            raise ConfigError(f"{flag}: TLS is not supported yet: {url}")
-    if not urls:
-        raise ConfigError(f"{flag} must not be empty")
-    return urls
+            raise ConfigError(f"expected IP in URL for binding ({url})") from None
 
 
-def _initial_cluster(value: str) -> list[tuple[str, list[str]]]:
+def listen_address(url: str) -> str:
+    """The ``host:port`` the core binds for a listen URL ("localhost" -> 127.0.0.1)."""
+    hostport = url.split("://", 1)[1]
+    host, _, port = hostport.rpartition(":")
+    if host == "localhost":
+        host = "127.0.0.1"
+    return f"{host}:{port}"
+
+
+def parse_initial_cluster(value: str) -> list[tuple[str, list[str]]]:
+    """etcd's types.NewURLsMap: "name=url,name=url" -> [(name, sorted urls)]."""
     members: dict[str, list[str]] = {}
     for part in value.split(","):
-        part = part.strip()
         if not part:
             continue
-        name, sep, url = part.partition("=")
-        if not sep or not name or not url:
-            raise ConfigError(f"--initial-cluster: invalid member {part!r} (want name=url)")
-        members.setdefault(name, []).extend(_urls(url, "--initial-cluster"))
-    if not members:
-        raise ConfigError("--initial-cluster must not be empty")
-    return list(members.items())
+        name, _, url = part.partition("=")
+        members.setdefault(name, []).append(url)
+    return [(name, parse_urls(",".join(urls), "initial-cluster")) for name, urls in members.items()]
 
 
-def bool_flag(value: str | bool) -> bool:
-    """etcd's boolean flag values."""
-    return str(value).lower() in ("1", "t", "true", "yes")
+def _same_url(url: str) -> str:
+    """A URL with "localhost" resolved, as etcd's URLStringsEqual compares them."""
+    return url.replace("://localhost:", "://127.0.0.1:")
+
+
+def verify_bootstrap(
+    name: str, peer_urls: list[str], cluster: list[tuple[str, list[str]]], state: str
+) -> None:
+    """etcd's ServerConfig.VerifyBootstrap / VerifyJoinExisting."""
+    members = dict(cluster)
+    mine = members.get(name)
+    if not mine:
+        raise ConfigError(
+            f'couldn\'t find local name "{name}" in the initial cluster configuration'
+        )
+    if state == "new":
+        listed = {_same_url(u) for u in mine}
+        advertised = {_same_url(u) for u in peer_urls}
+        if listed != advertised:
+            missing = sorted(u for u in mine if _same_url(u) not in advertised)
+            if missing:
+                raise ConfigError(
+                    f"--initial-cluster has {','.join(f'{name}={u}' for u in missing)} but "
+                    f"missing from --initial-advertise-peer-urls={','.join(peer_urls)}"
+                )
+            extra = sorted(u for u in peer_urls if _same_url(u) not in listed)
+            raise ConfigError(
+                f"--initial-cluster must include {','.join(f'{name}={u}' for u in extra)} given "
+                f"--initial-advertise-peer-urls={','.join(peer_urls)}"
+            )
+    seen: set[str] = set()
+    for _, urls in cluster:
+        for u in urls:
+            if _same_url(u) in seen:
+                text = ",".join(f"{n}={x}" for n, us in sorted(cluster) for x in us)
+                raise ConfigError(f"initial cluster {text} has duplicate url")
+            seen.add(_same_url(u))
+
+
+def parse_compaction_retention(mode: str, retention: str) -> float:
+    """etcd's parseCompactionRetention: hours (periodic) or revisions, or a Go
+    duration; returns seconds (or revisions)."""
+    try:
+        n = int(retention)
+    except ValueError:
+        n = -1
+    if n >= 0:
+        return float(n) if mode == "revision" else n * 3600.0
+    if not _DURATION.match(retention):
+        raise ConfigError(
+            f'error parsing CompactionRetention: time: invalid duration "{retention}"'
+        )
+    total = 0.0
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    for number, unit in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)", retention):
+        total += float(number) * units[unit]
+    return -total if retention.startswith("-") else total
+
+
+def help_text() -> str:
+    """The -h text: usage, then every flag with its default."""
+    lines = [USAGE, "Flags:"]
+    for f in FLAGS:
+        if f.name in LEGACY_IGNORED:
+            continue
+        note = "" if f.use == USED else " (accepted, not supported yet)"
+        lines.append(f"  --{f.name} '{f.default}'")
+        if f.help or note:
+            lines.append(f"    {f.help}{note}".rstrip())
+    return "\n".join(lines) + "\n"
