@@ -76,6 +76,9 @@ class Core:
         """Answer a unary call: code 0 sends ``payload``; otherwise a gRPC error."""
     def stream_send(self, call_id: int, payload: bytes) -> bool:
         """Send one message on a streaming call; False once the client is gone."""
+    def stream_send_many(self, items: list[tuple[int, bytes]]) -> list[int]:
+        """Send many stream messages in one crossing (GIL released); returns the
+        call ids whose client is gone."""
     def stream_end(self, call_id: int, code: int, message: str) -> None:
         """Finish a streaming call with a gRPC status (0 = OK)."""
     def set_event_feed(self, on: bool) -> None:

@@ -75,10 +75,10 @@ def error_of(exc: BaseException) -> tuple[int, str]:
 class Stream:
     """One streaming gRPC call as seen by a Python service."""
 
-    def __init__(self, core: Core, call_id: int, method: str) -> None:
+    def __init__(self, bridge: Bridge, call_id: int, method: str) -> None:
         self.call_id = call_id
         self.method = method
-        self._core = core
+        self._bridge = bridge
         self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.closed = False
 
@@ -87,19 +87,22 @@ class Stream:
         return await self._inbox.get()
 
     def send(self, payload: bytes) -> bool:
-        """Queue one message to the client; False once the client is gone."""
+        """Queue one message to the client; False once the client is known gone.
+
+        Messages go out in order, batched with every other stream's: the bridge
+        flushes them all in one crossing at the end of the current loop step.
+        """
         if self.closed:
             return False
-        ok = self._core.stream_send(self.call_id, payload)
-        if not ok:
-            self.closed = True
-        return ok
+        self._bridge._queue_send(self.call_id, payload)
+        return True
 
     def end(self, code: int = OK, message: str = "") -> None:
-        """Finish the call with a gRPC status. Idempotent."""
+        """Finish the call with a gRPC status, after what was sent. Idempotent."""
         if not self.closed:
             self.closed = True
-            self._core.stream_end(self.call_id, code, message)
+            self._bridge.flush_sends()
+            self._bridge.core.stream_end(self.call_id, code, message)
 
     def _deliver(self, payload: bytes | None) -> None:
         self._inbox.put_nowait(payload)
@@ -117,6 +120,8 @@ class Bridge:
         self._leader: list[LeaderListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._fd = -1
+        self._outbox: list[tuple[int, bytes]] = []
+        self._flush_scheduled = False
 
     # -- registration ------------------------------------------------------------
     def unary(self, method: str, handler: UnaryHandler) -> None:
@@ -153,6 +158,24 @@ class Bridge:
         except BlockingIOError:
             pass
         self.dispatch(self.core.drain())
+        self.flush_sends()
+
+    def _queue_send(self, call_id: int, payload: bytes) -> None:
+        self._outbox.append((call_id, payload))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush_sends)
+
+    def flush_sends(self) -> None:
+        """Send every queued stream message in one crossing into the core."""
+        self._flush_scheduled = False
+        if not self._outbox:
+            return
+        outbox, self._outbox = self._outbox, []
+        for call_id in self.core.stream_send_many(outbox):
+            stream = self._streams.get(call_id)
+            if stream is not None:
+                stream.closed = True
 
     def dispatch(self, items: list[tuple]) -> None:
         """Route one drained batch of items."""
@@ -202,7 +225,7 @@ class Bridge:
         if handler is None:
             self.core.stream_end(call_id, UNIMPLEMENTED, f"unknown method {method}")
             return
-        stream = Stream(self.core, call_id, method)
+        stream = Stream(self, call_id, method)
         self._streams[call_id] = stream
         self._spawn(self._run_stream(handler, stream))
 

@@ -51,6 +51,8 @@ pub type StreamSender = mpsc::UnboundedSender<Result<Bytes, Status>>;
 struct Queue {
     items: VecDeque<Item>,
     signalled: bool,
+    /// Event batches among `items`: how far the watch hub is behind.
+    event_batches: usize,
 }
 
 pub struct Bridge {
@@ -87,6 +89,9 @@ impl Bridge {
     pub fn push(&self, item: Item) {
         let wake = {
             let mut q = self.queue.lock().expect("bridge queue poisoned");
+            if matches!(item, Item::Events { .. }) {
+                q.event_batches += 1;
+            }
             q.items.push_back(item);
             !std::mem::replace(&mut q.signalled, true)
         };
@@ -112,7 +117,16 @@ impl Bridge {
     pub fn drain(&self) -> Vec<Item> {
         let mut q = self.queue.lock().expect("bridge queue poisoned");
         q.signalled = false;
+        q.event_batches = 0;
         q.items.drain(..).collect()
+    }
+
+    /// Event batches handed over but not yet taken by Python.
+    pub fn pending_event_batches(&self) -> usize {
+        self.queue
+            .lock()
+            .expect("bridge queue poisoned")
+            .event_batches
     }
 
     fn new_call_id(&self) -> u64 {
@@ -173,6 +187,22 @@ impl Bridge {
             Some(tx) => tx.send(Ok(Bytes::from(payload))).is_ok(),
             None => false,
         }
+    }
+
+    /// Sends many stream messages under one lock; returns the calls whose
+    /// client is gone. The watch hub flushes a whole fan-out this way.
+    pub fn stream_send_many(&self, items: Vec<(u64, Vec<u8>)>) -> Vec<u64> {
+        let streams = self.streams.lock().expect("bridge poisoned");
+        let mut gone = Vec::new();
+        for (call_id, payload) in items {
+            let sent = streams
+                .get(&call_id)
+                .is_some_and(|tx| tx.send(Ok(Bytes::from(payload))).is_ok());
+            if !sent && gone.last() != Some(&call_id) {
+                gone.push(call_id);
+            }
+        }
+        gone
     }
 
     pub fn stream_end(&self, call_id: u64, code: i32, message: String) {

@@ -288,7 +288,12 @@ impl Member {
     pub fn snapshot(&self) -> Result<Vec<u8>, Status> {
         use sha2::Digest;
         let h = self.node()?;
-        let state = h.shared.sm.read().expect("state poisoned").encode_snapshot();
+        let state = h
+            .shared
+            .sm
+            .read()
+            .expect("state poisoned")
+            .encode_snapshot();
         let mut blob = Vec::with_capacity(state.len() + 512 + 32);
         blob.extend_from_slice(&(state.len() as u64).to_le_bytes());
         blob.extend_from_slice(&state);

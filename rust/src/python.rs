@@ -157,6 +157,10 @@ impl Core {
         self.bridge.stream_send(call_id, payload)
     }
 
+    fn stream_send_many(&self, py: Python<'_>, items: Vec<(u64, Vec<u8>)>) -> Vec<u64> {
+        py.allow_threads(|| self.bridge.stream_send_many(items))
+    }
+
     fn stream_end(&self, call_id: u64, code: i32, message: String) {
         self.bridge.stream_end(call_id, code, message)
     }

@@ -33,6 +33,11 @@ use crate::wal::Wal;
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(7);
 /// The most proposals folded into one Ready (bounds latency under load).
 const MAX_BATCH: usize = 4096;
+/// Event batches Python may have waiting before the loop waits for it: the
+/// watch hub's backlog stays bounded, and writes slow down to the pace watchers
+/// are served at instead of piling events up in memory (etcd's watchable store
+/// slows writers the same way).
+const MAX_PENDING_EVENT_BATCHES: usize = 16;
 /// Snapshots keep this many entries behind them, for followers that lag a little.
 const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
 
@@ -351,6 +356,11 @@ impl ReadyLoop {
             .map(|kv| kv.mod_revision)
             .unwrap_or_default();
         let batch = EventBatch { revision, events }.encode_to_vec();
+        while self.bridge.pending_event_batches() >= MAX_PENDING_EVENT_BATCHES
+            && self.bridge.event_feed()
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
         self.bridge.push(Item::Events { revision, batch });
     }
 
