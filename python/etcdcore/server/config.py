@@ -265,16 +265,11 @@ FLAGS: tuple[Flag, ...] = (
 FLAG_BY_NAME: dict[str, Flag] = {f.name: f for f in FLAGS}
 LEGACY_IGNORED = frozenset(f.name for f in FLAGS if f.kind == BOOL and f.default == "")
 
-# YAML keys that are not flag names (etcd's embed.Config / configYAML).
-_TLS_KEYS = {
-    "cert-file": "cert-file",
-    "key-file": "key-file",
-    "client-cert-file": "client-cert-file",
-    "client-key-file": "client-key-file",
-    "client-cert-auth": "client-cert-auth",
-    "trusted-ca-file": "trusted-ca-file",
-    "auto-tls": "auto-tls",
-}
+# Keys of the YAML "client-transport-security" / "peer-transport-security" maps.
+_TLS_KEYS = frozenset(
+    {"cert-file", "key-file", "client-cert-file", "client-key-file", "client-cert-auth"}
+    | {"trusted-ca-file", "auto-tls"}
+)
 
 
 # -- the result ----------------------------------------------------------------------
@@ -548,7 +543,7 @@ def parse_go_flags(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
         if flag.kind == BOOL:
             if has_value:
                 if parse_bool(value) is None:
-                    raise UsageError(f"invalid boolean value {value!r} for -{name}: parse error")
+                    raise UsageError(f'invalid boolean value "{value}" for -{name}: parse error')
             else:
                 value = "true"
         elif not has_value:
@@ -722,12 +717,9 @@ def load_config_file(path: str, notices: list[Notice]) -> dict[str, str]:
         ):
             prefix = "" if key.startswith("client") else "peer-"
             for sub, subraw in raw.items():
-                flag_name = _TLS_KEYS.get(str(sub))
-                if flag_name is None or subraw is None:
-                    continue
-                flag_name = prefix + flag_name if prefix else flag_name
-                if flag_name in FLAG_BY_NAME:
-                    values[flag_name] = _yaml_value(FLAG_BY_NAME[flag_name], subraw, path)
+                if str(sub) in _TLS_KEYS and subraw is not None:
+                    flag = FLAG_BY_NAME[prefix + str(sub)]
+                    values[flag.name] = _yaml_value(flag, subraw, path)
             continue
         flag = FLAG_BY_NAME.get(key)
         if flag is None or key in ("config-file", "version"):

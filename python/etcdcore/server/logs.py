@@ -23,9 +23,10 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "level": NAMES.get(record.levelno, "error"),
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
-                timespec="milliseconds"
-            ),
+            # etcd's zap writes RFC 3339 UTC with a "Z".
+            "ts": datetime.fromtimestamp(record.created, timezone.utc)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "caller": f"{record.module}:{record.lineno}",
             "msg": record.getMessage(),
         }

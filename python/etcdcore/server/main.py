@@ -1,4 +1,9 @@
-"""``etcdcore``: start one member with etcd's flags and serve until SIGTERM/SIGINT."""
+"""``etcdcore``: start one member with etcd's flags and serve until SIGTERM/SIGINT.
+
+Exit codes follow etcd: 2 for a command line Go's flag package would reject
+(unknown flag, bad value), 1 for a configuration etcd refuses or a member that
+fails to start, 0 after a clean shutdown.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,22 @@ import os
 import platform
 import signal
 import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from etcdcore import ETCD_VERSION, __version__
 from etcdcore._core import Core, CoreConfig, CoreError
 from etcdcore.bridge import Bridge
-from etcdcore.server import logs
-from etcdcore.server.config import ConfigError, ServerConfig, VersionRequested
+from etcdcore.server.config import (
+    USAGE,
+    ConfigError,
+    HelpRequested,
+    ServerConfig,
+    UsageError,
+    VersionRequested,
+    help_text,
+)
+from etcdcore.server.logs import JsonFormatter
 from etcdcore.services.cluster import ClusterService
 from etcdcore.services.lessor import LeaseService, Lessor
 from etcdcore.services.maintenance import MaintenanceService
@@ -21,17 +36,56 @@ from etcdcore.services.watch_hub import GRPC_OVERHEAD_BYTES, WatchHub
 
 log = logging.getLogger("etcdcore.server")
 
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "dpanic": logging.CRITICAL,
+    "panic": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
+
 
 def version_text() -> str:
+    """What ``--version`` prints: etcd's lines, adapted to etcdcore."""
+    arch = _ARCH.get(platform.machine().lower(), platform.machine().lower())
     return (
         f"etcdcore Version: {__version__}\n"
         f"etcd Version: {ETCD_VERSION}\n"
         f"Python Version: {platform.python_version()}\n"
-        f"OS/Arch: {sys.platform}/{platform.machine()}\n"
+        f"OS/Arch: {sys.platform}/{arch}\n"
     )
 
 
+def configure_logging(level: str = "info", outputs: Sequence[str] = ("default",)) -> None:
+    """etcd-style JSON lines ("level", "ts", "caller", "msg", fields...) on each of
+    ``--log-outputs``: default/stderr, stdout, or a file path (appended to)."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.close()
+    handlers: list[logging.Handler] = []
+    for out in outputs:
+        if out in ("default", "stderr"):
+            handlers.append(logging.StreamHandler(sys.stderr))
+        elif out == "stdout":
+            handlers.append(logging.StreamHandler(sys.stdout))
+        else:
+            handlers.append(logging.FileHandler(out, encoding="utf-8"))
+    formatter = JsonFormatter()
+    for handler in handlers:
+        handler.setFormatter(formatter)
+    root.handlers[:] = handlers
+    root.setLevel(_LEVELS.get(level, logging.INFO))
+
+
+def _fields(**fields: object) -> dict[str, dict[str, object]]:
+    return {"fields": fields}
+
+
 def core_config(cfg: ServerConfig) -> CoreConfig:
+    """The core's configuration from the parsed flags."""
     return CoreConfig(
         name=cfg.name,
         data_dir=cfg.data_dir,
@@ -43,14 +97,20 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
         snapshot_count=cfg.snapshot_count,
         max_request_bytes=cfg.max_request_bytes,
         max_txn_ops=cfg.max_txn_ops,
-        quota_backend_bytes=cfg.quota_backend_bytes,
+        quota_backend_bytes=cfg.effective_quota_bytes(),
         heartbeat_ms=cfg.heartbeat_interval,
         election_ms=cfg.election_timeout,
     )
 
 
+def member_initialized(data_dir: str) -> bool:
+    """Whether the data dir already holds a member (etcd: WAL files exist)."""
+    wal = Path(data_dir) / "member" / "wal"
+    return wal.is_dir() and any(p.suffix == ".wal" for p in wal.iterdir())
+
+
 async def serve(core: Core, cfg: ServerConfig) -> None:
-    """Run the Python services on this loop until a stop signal."""
+    """Run the Python services on this loop until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     bridge = Bridge(core)
     lessor = Lessor(core, election_timeout_ms=cfg.election_timeout)
@@ -58,62 +118,156 @@ async def serve(core: Core, cfg: ServerConfig) -> None:
     LeaseService(core, lessor).register(bridge)
     MaintenanceService(core).register(bridge)
     ClusterService(core).register(bridge)
-    bridge.attach(loop)
-    lessor.start()
 
     stop = asyncio.Event()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if received:
+            log.info("already shutting down", extra=_fields(signal=sig.name))
+            return
+        received.append(sig.name)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info(
-        "ready to serve client requests",
-        extra={"fields": {"listen-client-urls": cfg.listen_client_urls}},
-    )
-    await stop.wait()
-    log.info("received stop signal, shutting down")
-    await lessor.stop()
-    await bridge.shutdown()
-    bridge.detach(loop)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The ``etcdcore`` console script."""
+        loop.add_signal_handler(sig, on_signal, sig)
+    bridge.attach(loop)
+    lessor.start()
+    log.info("ready to serve client requests")
+    for addr in cfg.client_listen_addresses():
+        log.info(
+            "serving client traffic insecurely; this is strongly discouraged!",
+            extra=_fields(address=addr),
+        )
     try:
-        cfg = ServerConfig.from_args(sys.argv[1:] if argv is None else argv, dict(os.environ))
+        await stop.wait()
+        log.info(
+            "received signal; shutting down",
+            extra=_fields(signal=received[0] if received else "?"),
+        )
+        await bridge.shutdown()
+        await lessor.stop()
+    finally:
+        bridge.detach(loop)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    """Parse, start, serve, stop; returns the exit code."""
+    try:
+        cfg = ServerConfig.from_args(argv, environ)
+    except HelpRequested:
+        sys.stdout.write(help_text())
+        return 0
     except VersionRequested:
         sys.stdout.write(version_text())
         return 0
+    except UsageError as e:
+        sys.stderr.write(f"{e}\n{USAGE}")
+        return e.exit_code
     except ConfigError as e:
-        sys.stderr.write(f"etcdcore: {e}\n")
-        return 2
-    logs.configure(cfg.log_level)
-    for flag in cfg.ignored:
-        log.warning("flag --%s is accepted for compatibility but not supported yet", flag)
+        configure_logging()
+        log.info("Running: ", extra=_fields(args=[sys.argv[0], *argv]))
+        log.warning("failed to verify flags", extra=_fields(error=str(e)))
+        return e.exit_code
+
     try:
-        core = Core(core_config(cfg))
+        configure_logging(cfg.log_level, cfg.log_outputs)
+    except OSError as e:
+        configure_logging()
+        log.warning("failed to verify flags", extra=_fields(error=f"cannot open log output: {e}"))
+        return 1
+    log.info("Running: ", extra=_fields(args=[sys.argv[0], *argv]))
+    for notice in cfg.notices:
+        log.log(_LEVELS.get(notice.level, logging.INFO), notice.msg, extra=_fields(**notice.fields))
+
+    if cfg.initial_cluster_state == "existing" and not member_initialized(cfg.data_dir):
+        # etcd would fetch the cluster from the other members' peer URLs; joining
+        # a running cluster arrives with clustering.
+        log.error(
+            "failed to start",
+            extra=_fields(
+                error="cannot fetch cluster info from peer urls: joining an existing "
+                "cluster is not supported by etcdcore yet",
+                **{"data-dir": cfg.data_dir},
+            ),
+        )
+        return 1
+
+    initial_cluster = ",".join(f"{n}={u}" for n, urls in cfg.initial_cluster for u in urls)
+    log.info(
+        "starting an etcd server",
+        extra=_fields(
+            **{
+                "etcd-version": ETCD_VERSION,
+                "etcdcore-version": __version__,
+                "python-version": platform.python_version(),
+                "name": cfg.name,
+                "data-dir": cfg.data_dir,
+                "member-initialized": member_initialized(cfg.data_dir),
+                "heartbeat-interval": f"{cfg.heartbeat_interval}ms",
+                "election-timeout": f"{cfg.election_timeout}ms",
+                "snapshot-count": cfg.snapshot_count,
+                "initial-advertise-peer-urls": cfg.initial_advertise_peer_urls,
+                "listen-peer-urls": cfg.listen_peer_urls,
+                "advertise-client-urls": cfg.advertise_client_urls,
+                "listen-client-urls": cfg.listen_client_urls,
+                "initial-cluster": initial_cluster,
+                "initial-cluster-state": cfg.initial_cluster_state,
+                "initial-cluster-token": cfg.initial_cluster_token,
+                "quota-size-bytes": cfg.effective_quota_bytes(),
+                "max-request-bytes": cfg.max_request_bytes,
+                "max-txn-ops": cfg.max_txn_ops,
+            }
+        ),
+    )
+
+    core = Core(core_config(cfg))
+    try:
         core.start()
     except CoreError as e:
-        log.error("failed to start", extra={"fields": {"error": e.args[1]}})
-        sys.stderr.write(f"etcdcore: {e.args[1]}\n")
+        message = e.args[1] if len(e.args) > 1 else str(e)
+        log.error("failed to start", extra=_fields(error=message))
+        _stop_quietly(core)
         return 1
     cluster_id, member_id, _, _ = core.header()
     log.info(
-        "started member",
-        extra={
-            "fields": {
-                "name": cfg.name,
-                "data-dir": cfg.data_dir,
-                "member-id": f"{member_id:x}",
+        "started etcdcore member",
+        extra=_fields(
+            **{
+                "local-member-id": f"{member_id:x}",
                 "cluster-id": f"{cluster_id:x}",
+                "name": cfg.name,
                 "advertise-client-urls": cfg.advertise_client_urls,
+                "listen-client-urls": cfg.listen_client_urls,
+                "listen-peer-urls": cfg.listen_peer_urls,
             }
-        },
+        ),
     )
+    code = 0
     try:
         asyncio.run(serve(core, cfg))
+    except Exception:  # noqa: BLE001 - log, then still stop the core cleanly
+        log.exception("serving failed")
+        code = 1
     finally:
+        log.info("stopping server", extra=_fields(**{"local-member-id": f"{member_id:x}"}))
+        _stop_quietly(core)
+    log.info("stopped server", extra=_fields(**{"local-member-id": f"{member_id:x}"}))
+    return code
+
+
+def _stop_quietly(core: Core) -> None:
+    try:
         core.stop()
-    log.info("stopped member")
-    return 0
+    except CoreError as e:
+        log.error("failed to stop cleanly", extra=_fields(error=str(e)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``etcdcore`` console script."""
+    return run(sys.argv[1:] if argv is None else list(argv), os.environ)
 
 
 if __name__ == "__main__":

@@ -1,24 +1,89 @@
-"""The Maintenance service: status, alarms, hashes, snapshot, defragment."""
+"""The Maintenance service: status, alarms, hashes, snapshot, defragment, move-leader.
+
+Answers are shaped as etcd 3.5.1 shapes them (api/v3rpc/maintenance.go, checked
+against a running etcd 3.5.1):
+
+- ``Status``: ``errors`` holds "etcdserver: no leader" when there is none, then
+  one ``"memberID:<id> alarm:<TYPE> "`` per raised alarm (gogoproto's compact
+  text, trailing space included).
+- ``Alarm``: goes through Raft like etcd. GET lists the alarms of the asked type
+  (every member's; ``memberID`` is not a filter); ACTIVATE of NONE and
+  DEACTIVATE of member 0 / type NONE change nothing and answer no alarms.
+- ``Hash`` / ``HashKV``: the core's own hash (not bbolt's); header revision is
+  the store's current revision; ``compact_revision`` is -1 before the first
+  compaction. Compacted / future revisions fail with etcd's OutOfRange texts
+  (from the core).
+- ``Snapshot``: 32 KiB ``blob`` chunks with ``remaining_bytes`` counting down to
+  0, then one last message carrying the SHA-256 of everything sent; no
+  headers. ``etcdctl snapshot save`` requires ``size % 512 == 32``; the core's
+  snapshot blob is already padded and digested that way (``Core.snapshot``).
+- ``Defragment`` and ``MoveLeader`` answer an empty response (no header), as
+  etcd does.
+- ``Downgrade``: Unimplemented for now.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from etcdcore import ETCD_VERSION
 from etcdcore._core import Core
-from etcdcore.bridge import FAILED_PRECONDITION, UNIMPLEMENTED, Bridge, EtcdError, Stream
+from etcdcore.bridge import (
+    FAILED_PRECONDITION,
+    UNIMPLEMENTED,
+    Bridge,
+    EtcdError,
+    Stream,
+)
 from etcdcore.proto.etcdserverpb import rpc_pb2
 from etcdcore.services.header import fill_header
 
-SERVICE = "/etcdserverpb.Maintenance/"
-SNAPSHOT_CHUNK = 32 * 1024
-ERR_BAD_TRANSFEREE = "etcdserver: bad leader transferee"
+log = logging.getLogger("etcdcore.maintenance")
 
-# What Status.errors says per raised alarm, as etcd words it.
-ALARM_ERRORS = {
-    rpc_pb2.NOSPACE: "memberID:{member:d} alarm:NOSPACE ",
-    rpc_pb2.CORRUPT: "memberID:{member:d} alarm:CORRUPT ",
-}
+SERVICE = "/etcdserverpb.Maintenance/"
+#: etcd's snapshotSendBufferSize.
+SNAPSHOT_CHUNK = 32 * 1024
+#: The core's snapshot blob ends with the SHA-256 of what precedes it (see
+#: ``Core.snapshot``); etcd sends that digest as the stream's last message.
+SHA256_BYTES = 32
+
+ERR_NO_LEADER = "etcdserver: no leader"
+ERR_NOT_LEADER = "etcdserver: not leader"
+ERR_BAD_TRANSFEREE = "etcdserver: bad leader transferee"
+ERR_MOVE_LEADER = "etcdserver: leader transfer to another member arrives with clustering"
+ERR_DOWNGRADE = "etcdserver: downgrade is not supported by etcdcore yet"
+
+GET, ACTIVATE, DEACTIVATE = (
+    rpc_pb2.AlarmRequest.GET,
+    rpc_pb2.AlarmRequest.ACTIVATE,
+    rpc_pb2.AlarmRequest.DEACTIVATE,
+)
+
+
+def alarm_text(member_id: int, alarm: int) -> str:
+    """An AlarmMember as etcd's Status lists it (gogoproto compact text)."""
+    try:
+        name = rpc_pb2.AlarmType.Name(alarm)
+    except ValueError:
+        name = str(alarm)
+    return f"memberID:{member_id} alarm:{name} "
+
+
+def snapshot_messages(blob: bytes) -> list[rpc_pb2.SnapshotResponse]:
+    """The SnapshotResponse messages for one core snapshot blob, in order: its
+    body in 32 KiB chunks, then its trailing SHA-256 alone, as etcd sends them."""
+    body, digest = blob[:-SHA256_BYTES], blob[-SHA256_BYTES:]
+    total = len(body)
+    out = [
+        rpc_pb2.SnapshotResponse(
+            remaining_bytes=total - min(start + SNAPSHOT_CHUNK, total),
+            blob=body[start : start + SNAPSHOT_CHUNK],
+        )
+        for start in range(0, total, SNAPSHOT_CHUNK)
+    ]
+    out.append(rpc_pb2.SnapshotResponse(remaining_bytes=0, blob=digest))
+    return out
 
 
 class MaintenanceService:
@@ -28,90 +93,118 @@ class MaintenanceService:
         self.core = core
 
     def register(self, bridge: Bridge) -> None:
-        for name in ("Status", "Alarm", "Hash", "HashKV", "Defragment", "MoveLeader", "Downgrade"):
-            bridge.unary(SERVICE + name, getattr(self, name.lower()))
+        """Bind every Maintenance method."""
+        bridge.unary(SERVICE + "Status", self.status)
+        bridge.unary(SERVICE + "Alarm", self.alarm)
+        bridge.unary(SERVICE + "Hash", self.hash)
+        bridge.unary(SERVICE + "HashKV", self.hash_kv)
+        bridge.unary(SERVICE + "Defragment", self.defragment)
+        bridge.unary(SERVICE + "MoveLeader", self.move_leader)
+        bridge.unary(SERVICE + "Downgrade", self.downgrade)
         bridge.streaming(SERVICE + "Snapshot", self.snapshot)
 
-    async def status(self, _data: bytes) -> bytes:
-        s = self.core.status()
-        resp = rpc_pb2.StatusResponse(
-            version=ETCD_VERSION,
-            dbSize=int(s["db_size"]),
-            leader=int(s["leader"]),
-            raftIndex=int(s["raft_index"]),
-            raftTerm=int(s["raft_term"]),
-            raftAppliedIndex=int(s["raft_applied_index"]),
-            dbSizeInUse=int(s["db_size_in_use"]),
-            isLearner=bool(s["is_learner"]),
-            errors=[
-                ALARM_ERRORS[alarm].format(member=member)
-                for member, alarm in self.core.alarms()
-                if alarm in ALARM_ERRORS
-            ],
-        )
+    async def status(self, data: bytes) -> bytes:
+        """Status: version, sizes, raft state and alarm errors of this member."""
+        rpc_pb2.StatusRequest.FromString(data)
+        resp = rpc_pb2.StatusResponse()
         fill_header(self.core, resp.header)
+        s = self.core.status()
+        resp.version = ETCD_VERSION
+        resp.dbSize = int(s["db_size"])
+        resp.dbSizeInUse = int(s["db_size_in_use"])
+        resp.leader = int(s["leader"])
+        resp.raftIndex = int(s["raft_index"])
+        resp.raftTerm = int(s["raft_term"])
+        resp.raftAppliedIndex = int(s["raft_applied_index"])
+        resp.isLearner = bool(s["is_learner"])
+        if resp.leader == 0:
+            resp.errors.append(ERR_NO_LEADER)
+        resp.errors.extend(alarm_text(m, a) for m, a in self.core.alarms())
         return resp.SerializeToString()
 
     async def alarm(self, data: bytes) -> bytes:
+        """Alarm: GET / ACTIVATE / DEACTIVATE, applied through Raft."""
         req = rpc_pb2.AlarmRequest.FromString(data)
-        if req.action == rpc_pb2.AlarmRequest.GET:
-            alarms = [
-                (m, a)
-                for m, a in self.core.alarms()
-                if req.alarm in (rpc_pb2.NONE, a) and req.memberID in (0, m)
-            ]
-        else:
+        alarms: list[tuple[int, int]] = []
+        proposal: tuple[int, int, int] | None = None
+        if req.action == GET:
+            proposal = (GET, 0, req.alarm)  # member 0: every member's alarms
+        elif req.action == ACTIVATE and req.alarm != rpc_pb2.NONE:
+            proposal = (ACTIVATE, req.memberID, req.alarm)
+        elif req.action == DEACTIVATE and req.memberID != 0 and req.alarm != rpc_pb2.NONE:
+            proposal = (DEACTIVATE, req.memberID, req.alarm)
+        if proposal is not None:
             loop = asyncio.get_running_loop()
-            alarms = await loop.run_in_executor(
-                None, self.core.alarm, req.action, req.memberID, req.alarm
-            )
+            alarms = await loop.run_in_executor(None, self.core.alarm, *proposal)
         resp = rpc_pb2.AlarmResponse(
             alarms=[rpc_pb2.AlarmMember(memberID=m, alarm=a) for m, a in alarms]
         )
         fill_header(self.core, resp.header)
         return resp.SerializeToString()
 
-    async def hash(self, _data: bytes) -> bytes:
-        resp = rpc_pb2.HashResponse(hash=self.core.hash_kv(0)[0])
+    async def hash(self, data: bytes) -> bytes:
+        """Hash: the hash of the whole key space at the current revision."""
+        rpc_pb2.HashRequest.FromString(data)
+        h, _compact, revision = self.core.hash_kv(0)
+        resp = rpc_pb2.HashResponse(hash=h)
         fill_header(self.core, resp.header)
+        resp.header.revision = revision
         return resp.SerializeToString()
 
-    async def hashkv(self, data: bytes) -> bytes:
+    async def hash_kv(self, data: bytes) -> bytes:
+        """HashKV: the MVCC hash up to ``revision`` (0 = current)."""
         req = rpc_pb2.HashKVRequest.FromString(data)
-        h, compact_revision, hash_revision = self.core.hash_kv(req.revision)
-        resp = rpc_pb2.HashKVResponse(hash=h, compact_revision=compact_revision)
-        fill_header(self.core, resp.header)
-        resp.header.revision = hash_revision
-        return resp.SerializeToString()
-
-    async def defragment(self, _data: bytes) -> bytes:
-        # The store is in memory: compaction already returned what it freed.
-        resp = rpc_pb2.DefragmentResponse()
+        h, compact_revision, _hash_revision = self.core.hash_kv(req.revision)
+        # etcd's compactMainRev starts at -1; the core counts from 0.
+        resp = rpc_pb2.HashKVResponse(hash=h, compact_revision=compact_revision or -1)
         fill_header(self.core, resp.header)
         return resp.SerializeToString()
 
-    async def moveleader(self, data: bytes) -> bytes:
+    async def defragment(self, data: bytes) -> bytes:
+        """Defragment: nothing to rewrite in an in-memory store (compaction has
+        already freed what it could); answers like etcd, without a header."""
+        rpc_pb2.DefragmentRequest.FromString(data)
+        log.info("starting defragment")
+        log.info("finished defragment")
+        return rpc_pb2.DefragmentResponse().SerializeToString()
+
+    async def move_leader(self, data: bytes) -> bytes:
+        """MoveLeader: etcd's checks (this member must lead; the target must be a
+        voting member). Moving to itself succeeds at once; to another member
+        arrives with clustering."""
         req = rpc_pb2.MoveLeaderRequest.FromString(data)
-        member_ids = {m[0] for m in self.core.members()}
-        if req.targetID not in member_ids:
+        if not self.core.is_leader():
+            raise EtcdError(FAILED_PRECONDITION, ERR_NOT_LEADER)
+        voters = {
+            mid for mid, _name, _peers, _clients, learner in self.core.members() if not learner
+        }
+        if req.targetID not in voters:
             raise EtcdError(FAILED_PRECONDITION, ERR_BAD_TRANSFEREE)
         if req.targetID != self.core.header()[1]:
-            raise EtcdError(UNIMPLEMENTED, "etcdserver: move-leader arrives with clustering")
-        resp = rpc_pb2.MoveLeaderResponse()
-        fill_header(self.core, resp.header)
-        return resp.SerializeToString()
+            raise EtcdError(UNIMPLEMENTED, ERR_MOVE_LEADER)
+        return rpc_pb2.MoveLeaderResponse().SerializeToString()
 
-    async def downgrade(self, _data: bytes) -> bytes:
-        raise EtcdError(UNIMPLEMENTED, "etcdserver: downgrade is not supported")
+    async def downgrade(self, data: bytes) -> bytes:
+        """Downgrade: not supported yet."""
+        rpc_pb2.DowngradeRequest.FromString(data)
+        raise EtcdError(UNIMPLEMENTED, ERR_DOWNGRADE)
 
     async def snapshot(self, stream: Stream) -> None:
+        """Snapshot: stream a consistent image of the state machine."""
         if await stream.recv() is None:
             return
-        blob = self.core.snapshot()
-        total = len(blob)
-        for start in range(0, max(total, 1), SNAPSHOT_CHUNK):
-            chunk = blob[start : start + SNAPSHOT_CHUNK]
-            resp = rpc_pb2.SnapshotResponse(remaining_bytes=total - start - len(chunk), blob=chunk)
-            fill_header(self.core, resp.header)
-            if not stream.send(resp.SerializeToString()):
+        loop = asyncio.get_running_loop()
+        blob = await loop.run_in_executor(None, self.core.snapshot)
+        messages = snapshot_messages(blob)
+        total = sum(len(m.blob) for m in messages[:-1])
+        log.info("sending database snapshot to client", extra={"fields": {"total-bytes": total}})
+        for i, message in enumerate(messages):
+            if i and i % 32 == 0:
+                await asyncio.sleep(0)  # let other calls run during a long transfer
+            if not stream.send(message.SerializeToString()):
+                log.warning("snapshot client went away", extra={"fields": {"total-bytes": total}})
                 return
+        log.info(
+            "successfully sent database snapshot to client",
+            extra={"fields": {"total-bytes": total}},
+        )
