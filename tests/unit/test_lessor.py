@@ -7,30 +7,15 @@ etcdserver/v3_server.go, api/v3rpc/lease.go and a running etcd).
 from __future__ import annotations
 
 import asyncio
-import sys
-import types
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
 
-try:
-    import etcdcore._core  # noqa: F401
-except ImportError:  # the compiled core is being rebuilt: stand in for what is used here
-    _shim = types.ModuleType("etcdcore._core")
-
-    class _CoreError(Exception):
-        pass
-
-    _shim.Core = object  # type: ignore[attr-defined]
-    _shim.CoreConfig = object  # type: ignore[attr-defined]
-    _shim.CoreError = _CoreError  # type: ignore[attr-defined]
-    sys.modules["etcdcore._core"] = _shim
-
-from etcdcore._core import CoreError  # noqa: E402
-from etcdcore.bridge import EtcdError  # noqa: E402
-from etcdcore.proto.etcdserverpb import rpc_pb2  # noqa: E402
-from etcdcore.services.lessor import (  # noqa: E402
+from etcdcore._core import CoreError
+from etcdcore.bridge import EtcdError
+from etcdcore.proto.etcdserverpb import rpc_pb2
+from etcdcore.services.lessor import (
     MAX_LEASE_TTL,
     LeaseIdGenerator,
     LeaseService,
