@@ -187,6 +187,9 @@ impl Member {
     /// Stops accepting calls, lets in-flight ones finish, then stops Raft
     /// (which fsyncs) and fails anything still waiting on Python.
     pub fn stop(&mut self) {
+        // Python stops draining the bridge now; a raft loop waiting for it to
+        // catch up on events must not wait forever.
+        self.bridge.set_event_feed(false);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(true);
         }

@@ -53,6 +53,33 @@ def test_sigterm_exits_zero(member: Member) -> None:
     assert member.stop() == 0
 
 
+def test_sigterm_under_writes_with_a_watcher_open_exits_zero(member: Member) -> None:
+    watch = member.etcdctl_popen("watch", "--prefix", "w")
+    stop = threading.Event()
+
+    def writer() -> None:
+        stub = kv(member)
+        i = 0
+        while not stop.is_set():
+            try:
+                stub.Put(rpc_pb2.PutRequest(key=f"w{i}".encode(), value=b"x"), timeout=5)
+            except grpc.RpcError:
+                return
+            i += 1
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        threading.Event().wait(1.0)
+        assert member.stop() == 0
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        watch.kill()
+
+
 def writers_until_killed(m: Member, n_writers: int, per_writer: int) -> dict[bytes, bytes]:
     """Runs writers until the member dies under them; returns acknowledged puts."""
     acked: dict[bytes, bytes] = {}
