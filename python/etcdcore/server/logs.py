@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 LEVELS = {
@@ -13,6 +14,7 @@ LEVELS = {
     "info": logging.INFO,
     "warn": logging.WARNING,
     "error": logging.ERROR,
+    "dpanic": logging.CRITICAL,
     "panic": logging.CRITICAL,
     "fatal": logging.CRITICAL,
 }
@@ -36,10 +38,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def configure(level: str) -> None:
-    """JSON lines on stderr at etcd's --log-level."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+def configure_logging(level: str = "info", outputs: Sequence[str] = ("default",)) -> None:
+    """etcd-style JSON lines ("level", "ts", "caller", "msg", fields...) on each of
+    ``--log-outputs``: default/stderr, stdout, or a file path (appended to)."""
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for handler in root.handlers:
+        handler.close()
+    handlers: list[logging.Handler] = []
+    for out in outputs:
+        if out in ("default", "stderr"):
+            handlers.append(logging.StreamHandler(sys.stderr))
+        elif out == "stdout":
+            handlers.append(logging.StreamHandler(sys.stdout))
+        else:
+            handlers.append(logging.FileHandler(out, encoding="utf-8"))
+    formatter = JsonFormatter()
+    for handler in handlers:
+        handler.setFormatter(formatter)
+    root.handlers[:] = handlers
     root.setLevel(LEVELS.get(level, logging.INFO))

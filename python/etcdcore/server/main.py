@@ -28,7 +28,7 @@ from etcdcore.server.config import (
     VersionRequested,
     help_text,
 )
-from etcdcore.server.logs import JsonFormatter
+from etcdcore.server.logs import LEVELS, configure_logging
 from etcdcore.services.cluster import ClusterService
 from etcdcore.services.lessor import LeaseService, Lessor
 from etcdcore.services.maintenance import MaintenanceService
@@ -36,15 +36,6 @@ from etcdcore.services.watch_hub import GRPC_OVERHEAD_BYTES, WatchHub
 
 log = logging.getLogger("etcdcore.server")
 
-_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "error": logging.ERROR,
-    "dpanic": logging.CRITICAL,
-    "panic": logging.CRITICAL,
-    "fatal": logging.CRITICAL,
-}
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
 
@@ -57,27 +48,6 @@ def version_text() -> str:
         f"Python Version: {platform.python_version()}\n"
         f"OS/Arch: {sys.platform}/{arch}\n"
     )
-
-
-def configure_logging(level: str = "info", outputs: Sequence[str] = ("default",)) -> None:
-    """etcd-style JSON lines ("level", "ts", "caller", "msg", fields...) on each of
-    ``--log-outputs``: default/stderr, stdout, or a file path (appended to)."""
-    root = logging.getLogger()
-    for handler in root.handlers:
-        handler.close()
-    handlers: list[logging.Handler] = []
-    for out in outputs:
-        if out in ("default", "stderr"):
-            handlers.append(logging.StreamHandler(sys.stderr))
-        elif out == "stdout":
-            handlers.append(logging.StreamHandler(sys.stdout))
-        else:
-            handlers.append(logging.FileHandler(out, encoding="utf-8"))
-    formatter = JsonFormatter()
-    for handler in handlers:
-        handler.setFormatter(formatter)
-    root.handlers[:] = handlers
-    root.setLevel(_LEVELS.get(level, logging.INFO))
 
 
 def _fields(**fields: object) -> dict[str, dict[str, object]]:
@@ -180,7 +150,7 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         return 1
     log.info("Running: ", extra=_fields(args=[sys.argv[0], *argv]))
     for notice in cfg.notices:
-        log.log(_LEVELS.get(notice.level, logging.INFO), notice.msg, extra=_fields(**notice.fields))
+        log.log(LEVELS.get(notice.level, logging.INFO), notice.msg, extra=_fields(**notice.fields))
 
     if cfg.initial_cluster_state == "existing" and not member_initialized(cfg.data_dir):
         # etcd would fetch the cluster from the other members' peer URLs; joining
