@@ -116,4 +116,7 @@ class Core:
         """Propose a revoke (deletes attached keys in one revision); returns the revision."""
     def alarm(self, action: int, member_id: int, alarm: int) -> list[tuple[int, int]]:
         """Propose an AlarmRequest (GET=0, ACTIVATE=1, DEACTIVATE=2); returns the alarms."""
+    def compact(self, revision: int) -> int:
+        """Propose a physical compaction at ``revision`` (auto-compaction); returns
+        the store's revision. CoreError(11, ...) when already compacted there."""
     def is_leader(self) -> bool: ...

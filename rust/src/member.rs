@@ -14,7 +14,9 @@ use tonic::Status;
 
 use crate::bridge::Bridge;
 use crate::identity::{self, Member as MemberInfo};
-use crate::pb::etcdserverpb::{AlarmMember, AlarmRequest, LeaseGrantRequest, LeaseRevokeRequest};
+use crate::pb::etcdserverpb::{
+    AlarmMember, AlarmRequest, CompactionRequest, LeaseGrantRequest, LeaseRevokeRequest,
+};
 use crate::pb::internal::internal_request::Request;
 use crate::pb::internal::EventBatch;
 use crate::raft_node::{Node, NodeConfig, NodeHandle};
@@ -339,6 +341,18 @@ impl Member {
         let a = self
             .node()?
             .propose_blocking(Request::LeaseRevoke(LeaseRevokeRequest { id }))?;
+        Ok(a.revision)
+    }
+
+    /// Compacts the store at `revision` through Raft (auto-compaction);
+    /// returns the revision the store is at afterwards.
+    pub fn compact(&self, revision: i64) -> Result<i64, Status> {
+        let a = self
+            .node()?
+            .propose_blocking(Request::Compaction(CompactionRequest {
+                revision,
+                physical: true,
+            }))?;
         Ok(a.revision)
     }
 

@@ -264,6 +264,11 @@ impl Core {
         Ok(a.into_iter().map(|a| (a.member_id, a.alarm)).collect())
     }
 
+    fn compact(&self, py: Python<'_>, revision: i64) -> PyResult<i64> {
+        py.allow_threads(|| self.with(|m| m.compact(revision)))
+            .map_err(core_err)
+    }
+
     fn is_leader(&self) -> bool {
         self.with(|m| m.is_leader())
     }

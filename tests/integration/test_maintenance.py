@@ -4,6 +4,7 @@ and restart from a state-machine snapshot (--snapshot-count)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
@@ -51,5 +52,23 @@ def test_restart_from_snapshot_keeps_every_key(tmp_path: Path) -> None:
         resp = kv.Range(rpc_pb2.RangeRequest(key=b"s", range_end=b"t"))
         assert [int(x.value) for x in resp.kvs] == list(range(230))
         assert resp.header.revision == 231
+    finally:
+        m.stop()
+
+
+def test_periodic_auto_compaction_compacts_old_history(tmp_path: Path) -> None:
+    m = Member(
+        data_dir=tmp_path / "default.etcd",
+        extra=["--auto-compaction-mode=periodic", "--auto-compaction-retention=1s"],
+    ).start()
+    try:
+        m.etcdctl("put", "k", "old")
+        deadline = time.monotonic() + 15
+        proc = m.etcdctl("get", "k", "--rev=2", check=False)
+        while proc.returncode == 0 and time.monotonic() < deadline:
+            m.etcdctl("put", "k", "new")
+            time.sleep(0.3)
+            proc = m.etcdctl("get", "k", "--rev=2", check=False)
+        assert "etcdserver: mvcc: required revision has been compacted" in proc.stderr
     finally:
         m.stop()

@@ -429,14 +429,6 @@ class ServerConfig:
             raise ConfigError(f'unknown auto-compaction-mode "{mode}"')
         retention = get("auto-compaction-retention")
         parse_compaction_retention(mode, retention)
-        if retention not in ("0", "") and "auto-compaction-retention" in explicit:
-            notices.append(
-                Notice(
-                    "warn",
-                    "auto compaction is not supported by etcdcore yet; ignoring",
-                    {"auto-compaction-mode": mode, "auto-compaction-retention": retention},
-                )
-            )
 
         # etcdmain: data dir and initial cluster defaults that follow --name.
         name = get("name")

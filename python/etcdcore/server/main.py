@@ -27,9 +27,11 @@ from etcdcore.server.config import (
     UsageError,
     VersionRequested,
     help_text,
+    parse_compaction_retention,
 )
 from etcdcore.server.logs import LEVELS, configure_logging
 from etcdcore.services.cluster import ClusterService
+from etcdcore.services.compactor import Compactor
 from etcdcore.services.lessor import LeaseService, Lessor
 from etcdcore.services.maintenance import MaintenanceService
 from etcdcore.services.watch_hub import GRPC_OVERHEAD_BYTES, WatchHub
@@ -103,6 +105,11 @@ async def serve(core: Core, cfg: ServerConfig) -> None:
         loop.add_signal_handler(sig, on_signal, sig)
     bridge.attach(loop)
     lessor.start()
+    compaction: asyncio.Task[None] | None = None
+    retention = parse_compaction_retention(cfg.auto_compaction_mode, cfg.auto_compaction_retention)
+    if retention > 0:
+        compactor = Compactor(core, cfg.auto_compaction_mode or "periodic", retention)
+        compaction = asyncio.ensure_future(compactor.run())
     log.info("ready to serve client requests")
     for addr in cfg.client_listen_addresses():
         log.info(
@@ -115,6 +122,8 @@ async def serve(core: Core, cfg: ServerConfig) -> None:
             "received signal; shutting down",
             extra=_fields(signal=received[0] if received else "?"),
         )
+        if compaction is not None:
+            compaction.cancel()
         await bridge.shutdown()
         await lessor.stop()
     finally:
