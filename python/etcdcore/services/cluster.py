@@ -24,6 +24,7 @@ from etcdcore.bridge import (
     EtcdError,
 )
 from etcdcore.proto.etcdserverpb import rpc_pb2
+from etcdcore.services.header import fill_header
 
 SERVICE = "/etcdserverpb.Cluster/"
 ERR_MEMBERSHIP = "etcdserver: member operations arrive with clustering"
@@ -68,10 +69,7 @@ class ClusterService:
         bridge.unary(SERVICE + "MemberPromote", self.member_promote)
 
     def _header(self, header: rpc_pb2.ResponseHeader) -> None:
-        cluster_id, member_id, _revision, raft_term = self.core.header()
-        header.cluster_id = cluster_id
-        header.member_id = member_id
-        header.raft_term = raft_term
+        fill_header(self.core, header, with_revision=False)
 
     def _members(self) -> list[Member]:
         return sorted(self.core.members(), key=lambda m: m[0])
