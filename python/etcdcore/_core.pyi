@@ -74,8 +74,6 @@ class Core:
         """Take every waiting bridge item (read the fd's bytes first)."""
     def respond(self, call_id: int, code: int, message: str, payload: bytes) -> None:
         """Answer a unary call: code 0 sends ``payload``; otherwise a gRPC error."""
-    def stream_send(self, call_id: int, payload: bytes) -> bool:
-        """Send one message on a streaming call; False once the client is gone."""
     def stream_send_many(self, items: list[tuple[int, bytes]]) -> list[int]:
         """Send many stream messages in one crossing (GIL released); returns the
         call ids whose client is gone."""

@@ -4,7 +4,7 @@
 //! leadership changes become [`Item`]s in one queue. The first item put into an
 //! empty queue writes one byte to a socket pair whose read end Python's asyncio
 //! loop watches; Python then drains the whole queue in one crossing. Python's
-//! answers come back through [`Bridge::respond`], [`Bridge::stream_send`] and
+//! answers come back through [`Bridge::respond`], [`Bridge::stream_send_many`] and
 //! [`Bridge::stream_end`], which never block.
 
 use std::collections::{HashMap, VecDeque};
@@ -180,15 +180,6 @@ impl Bridge {
         }
     }
 
-    /// False once the client is gone (or the call already ended).
-    pub fn stream_send(&self, call_id: u64, payload: Vec<u8>) -> bool {
-        let streams = self.streams.lock().expect("bridge poisoned");
-        match streams.get(&call_id) {
-            Some(tx) => tx.send(Ok(Bytes::from(payload))).is_ok(),
-            None => false,
-        }
-    }
-
     /// Sends many stream messages under one lock; returns the calls whose
     /// client is gone. The watch hub flushes a whole fan-out this way.
     pub fn stream_send_many(&self, items: Vec<(u64, Vec<u8>)>) -> Vec<u64> {
@@ -252,8 +243,8 @@ mod tests {
     fn stream_send_after_end_reports_gone() {
         let b = Bridge::new().unwrap();
         let (id, _rx) = b.open_stream("/x.Y/Z");
-        assert!(b.stream_send(id, vec![1]));
+        assert!(b.stream_send_many(vec![(id, vec![1])]).is_empty());
         b.stream_end(id, 0, String::new());
-        assert!(!b.stream_send(id, vec![1]));
+        assert_eq!(b.stream_send_many(vec![(id, vec![1])]), vec![id]);
     }
 }

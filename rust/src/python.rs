@@ -153,10 +153,6 @@ impl Core {
         self.bridge.respond(call_id, code, message, payload)
     }
 
-    fn stream_send(&self, call_id: u64, payload: Vec<u8>) -> bool {
-        self.bridge.stream_send(call_id, payload)
-    }
-
     fn stream_send_many(&self, py: Python<'_>, items: Vec<(u64, Vec<u8>)>) -> Vec<u64> {
         py.allow_threads(|| self.bridge.stream_send_many(items))
     }
