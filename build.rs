@@ -9,12 +9,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/authpb/auth.proto",
         "proto/etcdserverpb/rpc.proto",
         "proto/etcdcore/internal.proto",
+        "proto/etcdcore/peer.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
     tonic_build::configure()
-        .build_client(false)
+        // Clients for the peer protocol: members call each other.
+        .build_client(true)
         .build_server(true)
         .compile_protos(&protos, &["proto"])?;
     Ok(())

@@ -48,33 +48,48 @@ class Member:
     command: list[str] = field(default_factory=etcdcore_command)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    #: The loopback address this member listens on (members of a test cluster
+    #: get one each, so a proxy can tell their connections apart).
+    host: str = "127.0.0.1"
+    #: The URL peers reach this member at (a proxy's, in partition tests).
+    advertise_peer_url: str | None = None
+    #: --initial-cluster; this member alone when None.
+    initial_cluster: str | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
+        return f"{self.host}:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return self.advertise_peer_url or f"http://{self.host}:{self.peer_port}"
 
     def args(self) -> list[str]:
-        client = f"http://127.0.0.1:{self.client_port}"
-        peer = f"http://127.0.0.1:{self.peer_port}"
+        client = f"http://{self.host}:{self.client_port}"
         return [
             "--name", self.name,
             "--data-dir", str(self.data_dir),
             "--listen-client-urls", client,
             "--advertise-client-urls", client,
-            "--listen-peer-urls", peer,
-            "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"{self.name}={peer}",
+            "--listen-peer-urls", f"http://{self.host}:{self.peer_port}",
+            "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster", self.initial_cluster or f"{self.name}={self.peer_url}",
             *self.extra,
         ]  # fmt: skip
 
-    def start(self, timeout: float = 20.0) -> Member:
+    def start(self, timeout: float = 20.0, wait: bool = True) -> Member:
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
             [*self.command, *self.args()], stdout=log, stderr=subprocess.STDOUT
         )
-        self.wait_ready(timeout)
+        if wait:
+            self.wait_ready(timeout)
         return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -116,21 +131,7 @@ class Member:
         self, *args: str, input: str | None = None, timeout: float = 30, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         """Run the real etcdctl 3.5 against this member."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
-        env["ETCDCTL_API"] = "3"
-        proc = subprocess.run(
-            [etcd_bin("etcdctl"), f"--endpoints={self.endpoint}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"etcdctl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}"
-            )
-        return proc
+        return etcdctl(self.endpoint, *args, input=input, timeout=timeout, check=check)
 
     def etcdctl_popen(self, *args: str) -> subprocess.Popen[str]:
         """A long-running etcdctl (watch, keep-alive) reading its stdout line by line."""
@@ -144,3 +145,26 @@ class Member:
             env=env,
             bufsize=1,
         )
+
+
+def etcdctl(
+    endpoints: str,
+    *args: str,
+    input: str | None = None,
+    timeout: float = 30,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real etcdctl 3.5 against ``endpoints`` (comma-separated)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    env["ETCDCTL_API"] = "3"
+    proc = subprocess.run(
+        [etcd_bin("etcdctl"), f"--endpoints={endpoints}", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"etcdctl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc

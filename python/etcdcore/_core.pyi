@@ -30,8 +30,10 @@ class CoreConfig:
         data_dir: str,
         client_listen: list[str],
         client_urls: list[str],
+        peer_listen: list[str],
         peer_urls: list[str],
         initial_cluster: list[tuple[str, list[str]]],
+        initial_cluster_state: Literal["new", "existing"],
         cluster_token: str,
         snapshot_count: int,
         max_request_bytes: int,
@@ -48,6 +50,7 @@ class CoreConfig:
 #   ("close", call_id)                         the client half-closed or went away
 #   ("events", revision, event_batch_bytes)    an applied batch (etcdcore.EventBatch)
 #   ("leader", is_leader, term)                this member's leadership changed
+#   ("removed",)                               this member was removed from the cluster
 BridgeItem = (
     tuple[Literal["unary"], int, str, bytes]
     | tuple[Literal["open"], int, str]
@@ -55,6 +58,7 @@ BridgeItem = (
     | tuple[Literal["close"], int]
     | tuple[Literal["events"], int, bytes]
     | tuple[Literal["leader"], bool, int]
+    | tuple[Literal["removed"]]
 )
 
 class Core:
@@ -62,9 +66,12 @@ class Core:
 
     def __init__(self, config: CoreConfig) -> None: ...
     def start(self) -> None:
-        """Recover from the data dir (snapshot + WAL), start Raft and the listeners.
+        """Recover from the data dir (snapshot + WAL), start Raft, the peer
+        transport and the listeners. With ``initial_cluster_state="existing"`` and
+        a fresh data dir, first asks the other members for the cluster to join.
 
-        Raises CoreError with a clear message when the data dir is corrupt.
+        Raises CoreError with a clear message when the data dir is corrupt or the
+        cluster cannot be joined.
         """
     def stop(self) -> None:
         """Stop accepting calls, finish in-flight proposals, fsync, close."""
@@ -87,11 +94,12 @@ class Core:
     def header(self) -> tuple[int, int, int, int]:
         """(cluster_id, member_id, revision, raft_term) for a ResponseHeader."""
     def status(self) -> dict[str, int | str | bool]:
-        """Keys: version, db_size, db_size_in_use, leader, raft_index, raft_term,
-        raft_applied_index, is_learner, member_id, cluster_id, revision, compact_revision,
-        keys."""
+        """Keys: db_size, db_size_in_use, leader, raft_index, raft_term,
+        raft_applied_index, is_learner, leader_changes, member_id, cluster_id, revision,
+        compact_revision, keys."""
     def members(self) -> list[tuple[int, str, list[str], list[str], bool]]:
-        """(id, name, peer_urls, client_urls, is_learner) per member."""
+        """(id, name, peer_urls, client_urls, is_learner) per member, as replicated.
+        A member's name and client URLs are empty until it has published them."""
     def events_since(self, key: bytes, range_end: bytes, start_revision: int, limit: int) -> bytes:
         """Encoded etcdcore.EventBatch of the events at revisions >= start_revision
         (never splitting a revision). CoreError(11, compacted message) when compacted."""
@@ -118,3 +126,18 @@ class Core:
         """Propose a physical compaction at ``revision`` (auto-compaction); returns
         the store's revision. CoreError(11, ...) when already compacted there."""
     def is_leader(self) -> bool: ...
+    def removed(self) -> bool:
+        """Whether this member was removed from the cluster (it then stops)."""
+
+    # -- membership (Raft configuration changes); each blocks until applied -----
+    def member_add(self, peer_urls: list[str], is_learner: bool) -> int:
+        """Add a member (a learner when asked); returns its new id. CoreError with
+        etcd's text for a used peer URL, a removed id or a second learner."""
+    def member_remove(self, member_id: int) -> None: ...
+    def member_update(self, member_id: int, peer_urls: list[str]) -> None: ...
+    def member_promote(self, member_id: int) -> None:
+        """Promote a learner. Only the leader can tell whether it caught up:
+        elsewhere this fails with "etcdserver: not leader"."""
+    def move_leader(self, target: int) -> None:
+        """Transfer leadership to ``target`` and wait until it leads (this member
+        must lead)."""

@@ -7,7 +7,8 @@ routes them to the registered services:
 
 - unary calls go to an ``async def handler(request: bytes) -> bytes``;
 - streaming calls get a :class:`Stream` and run as one task each;
-- applied event batches and leadership changes go to their listeners.
+- applied event batches, leadership changes and this member's removal go to
+  their listeners.
 
 A handler signals an etcd error by raising :class:`EtcdError` (or the core's
 ``CoreError``); anything else becomes ``Unknown`` with the exception text, and
@@ -31,6 +32,7 @@ UnaryHandler = Callable[[bytes], Awaitable[bytes]]
 StreamHandler = Callable[["Stream"], Awaitable[None]]
 EventsListener = Callable[[int, bytes], None]
 LeaderListener = Callable[[bool, int], None]
+RemovedListener = Callable[[], None]
 
 
 class EtcdError(Exception):
@@ -118,6 +120,7 @@ class Bridge:
         self._streams: dict[int, Stream] = {}
         self._events: list[EventsListener] = []
         self._leader: list[LeaderListener] = []
+        self._removed: list[RemovedListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._fd = -1
         self._outbox: list[tuple[int, bytes]] = []
@@ -139,6 +142,10 @@ class Bridge:
     def on_leader(self, listener: LeaderListener) -> None:
         """Call ``listener(is_leader, term)`` when this member's leadership changes."""
         self._leader.append(listener)
+
+    def on_removed(self, listener: RemovedListener) -> None:
+        """Call ``listener()`` once this member has been removed from the cluster."""
+        self._removed.append(listener)
 
     # -- running -----------------------------------------------------------------
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -199,6 +206,9 @@ class Bridge:
             elif kind == "leader":
                 for on_leader in self._leader:
                     on_leader(item[1], item[2])
+            elif kind == "removed":
+                for on_removed in self._removed:
+                    on_removed()
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -43,6 +43,8 @@ pub enum Item {
         is_leader: bool,
         term: u64,
     },
+    /// This member was removed from the cluster and has stopped serving.
+    Removed,
 }
 
 pub type StreamSender = mpsc::UnboundedSender<Result<Bytes, Status>>;

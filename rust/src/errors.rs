@@ -19,6 +19,17 @@ pub const LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
 pub const NO_LEADER: &str = "etcdserver: no leader";
 pub const STOPPED: &str = "etcdserver: server stopped";
 pub const TIMEOUT: &str = "etcdserver: request timed out";
+pub const NOT_LEADER: &str = "etcdserver: not leader";
+pub const BAD_LEADER_TRANSFEREE: &str = "etcdserver: bad leader transferee";
+pub const MEMBER_EXISTS: &str = "etcdserver: member ID already exist";
+pub const PEER_URL_EXISTS: &str = "etcdserver: Peer URLs already exists";
+pub const MEMBER_NOT_FOUND: &str = "etcdserver: member not found";
+pub const MEMBER_NOT_LEARNER: &str = "etcdserver: can only promote a learner member";
+pub const LEARNER_NOT_READY: &str =
+    "etcdserver: can only promote a learner member which is in sync with leader";
+pub const TOO_MANY_LEARNERS: &str = "etcdserver: too many learner members in cluster";
+pub const NOT_ENOUGH_STARTED: &str =
+    "etcdserver: re-configuration failed due to not enough started members";
 
 pub fn invalid(msg: &str) -> Status {
     Status::new(Code::InvalidArgument, msg)
@@ -34,6 +45,18 @@ pub fn stopped() -> Status {
 
 pub fn timed_out() -> Status {
     Status::new(Code::Unavailable, TIMEOUT)
+}
+
+pub fn not_leader() -> Status {
+    Status::new(Code::FailedPrecondition, NOT_LEADER)
+}
+
+pub fn failed_precondition(msg: &str) -> Status {
+    Status::new(Code::FailedPrecondition, msg)
+}
+
+pub fn member_not_found() -> Status {
+    Status::new(Code::NotFound, MEMBER_NOT_FOUND)
 }
 
 pub fn no_space() -> Status {

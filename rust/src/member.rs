@@ -14,14 +14,16 @@ use tonic::Status;
 
 use crate::bridge::Bridge;
 use crate::identity::{self, Member as MemberInfo};
+use crate::membership::Change;
 use crate::pb::etcdserverpb::{
     AlarmMember, AlarmRequest, CompactionRequest, LeaseGrantRequest, LeaseRevokeRequest,
 };
 use crate::pb::internal::internal_request::Request;
-use crate::pb::internal::EventBatch;
-use crate::raft_node::{Node, NodeConfig, NodeHandle};
+use crate::pb::internal::{EventBatch, MemberAttributes, MemberRecord, MemberUpdate};
+use crate::raft_node::{Bootstrap, Node, NodeConfig, NodeHandle};
 use crate::server::{self, Limits};
 use crate::state_machine::Outcome;
+use crate::transport::{self, Transport};
 
 /// What a member needs to start (parsed from etcd's flags by Python).
 #[derive(Clone, Debug)]
@@ -30,8 +32,11 @@ pub struct MemberConfig {
     pub data_dir: PathBuf,
     pub client_listen: Vec<String>,
     pub client_urls: Vec<String>,
+    pub peer_listen: Vec<String>,
     pub peer_urls: Vec<String>,
     pub initial_cluster: Vec<(String, Vec<String>)>,
+    /// "new" or "existing" (--initial-cluster-state).
+    pub initial_cluster_state: String,
     pub cluster_token: String,
     pub snapshot_count: u64,
     pub max_request_bytes: usize,
@@ -57,13 +62,18 @@ pub struct StatusInfo {
     pub compact_revision: i64,
     pub db_size: i64,
     pub keys: usize,
+    pub is_learner: bool,
+    pub leader_changes: u64,
 }
 
 pub struct Member {
     cfg: MemberConfig,
+    /// The initial cluster from the flags; the replicated membership rules
+    /// once the member runs.
     members: Vec<MemberInfo>,
     cluster_id: u64,
     bridge: Arc<Bridge>,
+    transport: Option<Arc<Transport>>,
     runtime: Option<tokio::runtime::Runtime>,
     node: Option<Node>,
     handle: Option<NodeHandle>,
@@ -107,6 +117,7 @@ impl Member {
             members,
             cluster_id,
             bridge,
+            transport: None,
             runtime: None,
             node: None,
             handle: None,
@@ -115,12 +126,24 @@ impl Member {
         })
     }
 
+    /// This member's id: the running node's (which a WAL or a join decided),
+    /// else the one the initial cluster gives it.
     pub fn id(&self) -> u64 {
+        if let Some(h) = &self.handle {
+            return h.config.id;
+        }
         self.members
             .iter()
             .find(|m| m.name == self.cfg.name)
             .map(|m| m.id)
             .unwrap_or_default()
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.handle
+            .as_ref()
+            .map(|h| h.config.cluster_id)
+            .unwrap_or(self.cluster_id)
     }
 
     pub fn bridge(&self) -> &Arc<Bridge> {
@@ -133,57 +156,119 @@ impl Member {
 
     pub fn start(&mut self) -> Result<(), StartError> {
         let addrs = resolve(&self.cfg.client_listen)?;
+        let peer_addrs = resolve(&self.cfg.peer_listen)?;
         let election_ticks =
             (self.cfg.election.as_millis() / self.cfg.heartbeat.as_millis().max(1)).max(2) as usize;
-        let node = Node::start(
-            NodeConfig {
-                id: self.id(),
-                cluster_id: self.cluster_id,
-                name: self.cfg.name.clone(),
-                voters: self.members.iter().map(|m| m.id).collect(),
-                data_dir: self.cfg.data_dir.clone(),
-                heartbeat: self.cfg.heartbeat,
-                election_ticks,
-                snapshot_count: self.cfg.snapshot_count.max(1),
-            },
-            self.bridge.clone(),
-        )
-        .map_err(|e| StartError(e.to_string()))?;
-        let handle = node.handle();
-        self.node = Some(node);
-        self.handle = Some(handle.clone());
-
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("etcdcore-grpc")
             .enable_all()
             .build()
             .map_err(|e| StartError(format!("runtime: {e}")))?;
+        let (id, cluster_id, bootstrap) = self.bootstrap(&runtime)?;
+        // Outgoing peer connections leave from the peer listener's address.
+        let local_ip = peer_addrs
+            .first()
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_unspecified());
+        let transport = Arc::new(Transport::new(local_ip, runtime.handle().clone()));
+        let node = Node::start(
+            NodeConfig {
+                id,
+                cluster_id,
+                name: self.cfg.name.clone(),
+                bootstrap,
+                data_dir: self.cfg.data_dir.clone(),
+                heartbeat: self.cfg.heartbeat,
+                election_ticks,
+                snapshot_count: self.cfg.snapshot_count.max(1),
+            },
+            self.bridge.clone(),
+            Some(transport.clone()),
+        )
+        .map_err(|e| StartError(e.to_string()))?;
+        let handle = node.handle();
+        self.node = Some(node);
+        self.handle = Some(handle.clone());
+        self.transport = Some(transport.clone());
+
         let (tx, rx) = watch::channel(false);
         let limits = Limits {
             max_request_bytes: self.cfg.max_request_bytes,
             max_txn_ops: self.cfg.max_txn_ops,
         };
-        let tasks = runtime
-            .block_on(server::serve(
-                addrs,
-                handle,
-                self.bridge.clone(),
-                limits,
-                rx,
-            ))
-            .map_err(|e| StartError(e.to_string()));
-        let tasks = match tasks {
+        let served = runtime.block_on(async {
+            let mut tasks = transport::serve(peer_addrs, transport.clone(), rx.clone()).await?;
+            tasks.extend(
+                server::serve(addrs, handle.clone(), self.bridge.clone(), limits, rx).await?,
+            );
+            Ok::<_, std::io::Error>(tasks)
+        });
+        let mut tasks = match served {
             Ok(t) => t,
             Err(e) => {
                 self.stop_node();
-                return Err(e);
+                return Err(StartError(e.to_string()));
             }
         };
+        tasks.push(runtime.spawn(publish(
+            handle,
+            self.cfg.name.clone(),
+            self.cfg.client_urls.clone(),
+            self.cfg.election,
+        )));
         self.tasks = tasks;
         self.shutdown = Some(tx);
         self.runtime = Some(runtime);
         Ok(())
+    }
+
+    /// Who this member is and how a fresh data dir is filled: from the
+    /// initial cluster (new), or from a running member's answer (existing).
+    fn bootstrap(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+    ) -> Result<(u64, u64, Bootstrap), StartError> {
+        let initial: Vec<MemberRecord> = self
+            .members
+            .iter()
+            .map(|m| MemberRecord {
+                id: m.id,
+                name: m.name.clone(),
+                peer_urls: m.peer_urls.clone(),
+                client_urls: vec![],
+                is_learner: false,
+            })
+            .collect();
+        let initialized = self.cfg.data_dir.join("member").join("wal").is_dir();
+        if self.cfg.initial_cluster_state != "existing" || initialized {
+            return Ok((self.id(), self.cluster_id, Bootstrap::New(initial)));
+        }
+        let others: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.name != self.cfg.name)
+            .flat_map(|m| m.peer_urls.clone())
+            .collect();
+        let (cluster_id, members) = runtime
+            .block_on(transport::fetch_cluster(&others))
+            .map_err(|e| StartError(format!("cannot fetch cluster info from peer urls: {e}")))?;
+        let mut mine = self.cfg.peer_urls.clone();
+        mine.sort();
+        let me = members
+            .iter()
+            .find(|m| {
+                let mut urls = m.peer_urls.clone();
+                urls.sort();
+                urls == mine
+            })
+            .ok_or_else(|| {
+                StartError(format!(
+                    "member with peer urls {} has not been added to cluster {cluster_id:x} (use etcdctl member add first)",
+                    self.cfg.peer_urls.join(",")
+                ))
+            })?;
+        Ok((me.id, cluster_id, Bootstrap::Join(members)))
     }
 
     /// Stops accepting calls, lets in-flight ones finish, then stops Raft
@@ -203,6 +288,7 @@ impl Member {
                 }
             });
             self.stop_node();
+            self.stop_transport();
             self.bridge.fail_all();
             rt.shutdown_timeout(Duration::from_secs(1));
         } else {
@@ -215,6 +301,12 @@ impl Member {
             node.stop();
         }
         self.handle = None;
+    }
+
+    fn stop_transport(&mut self) {
+        if let Some(t) = self.transport.take() {
+            t.stop();
+        }
     }
 
     pub fn header(&self) -> (u64, u64, i64, u64) {
@@ -230,7 +322,7 @@ impl Member {
             ),
             None => (0, 0),
         };
-        (self.cluster_id, self.id(), rev, term)
+        (self.cluster_id(), self.id(), rev, term)
     }
 
     pub fn status(&self) -> Result<StatusInfo, Status> {
@@ -238,7 +330,7 @@ impl Member {
         let sm = h.shared.sm.read().expect("state poisoned");
         Ok(StatusInfo {
             member_id: self.id(),
-            cluster_id: self.cluster_id,
+            cluster_id: self.cluster_id(),
             leader: h.shared.leader(),
             raft_term: h.shared.term(),
             raft_index: h.shared.commit_index.load(Ordering::Acquire),
@@ -247,6 +339,8 @@ impl Member {
             compact_revision: sm.store.compact_revision(),
             db_size: sm.store.size_bytes() as i64,
             keys: sm.store.keys_count(),
+            is_learner: sm.membership.get(self.id()).is_some_and(|m| m.is_learner),
+            leader_changes: h.shared.leader_changes.load(Ordering::Acquire),
         })
     }
 
@@ -257,8 +351,82 @@ impl Member {
             .unwrap_or(false)
     }
 
+    /// The replicated membership (the initial cluster before start).
     pub fn members(&self) -> Vec<MemberInfo> {
-        self.members.clone()
+        let Some(h) = &self.handle else {
+            return self.members.clone();
+        };
+        let sm = h.shared.sm.read().expect("state poisoned");
+        sm.membership
+            .members()
+            .map(|m| MemberInfo {
+                id: m.id,
+                name: m.name.clone(),
+                peer_urls: m.peer_urls.clone(),
+                client_urls: m.client_urls.clone(),
+                is_learner: m.is_learner,
+            })
+            .collect()
+    }
+
+    /// Whether this member was removed from the cluster.
+    pub fn removed(&self) -> bool {
+        self.handle
+            .as_ref()
+            .is_some_and(|h| h.shared.removed.load(Ordering::Acquire))
+    }
+
+    /// MemberAdd: a new member with a fresh id; returns its id once the
+    /// configuration change is applied.
+    pub fn member_add(&self, peer_urls: Vec<String>, is_learner: bool) -> Result<u64, Status> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        // As etcd: the id mixes the time in, so a re-added URL gets a new id.
+        let id = identity::member_id(&peer_urls, &format!("{}{now}", self.cfg.cluster_token));
+        let member = MemberRecord {
+            id,
+            name: String::new(),
+            peer_urls,
+            client_urls: vec![],
+            is_learner,
+        };
+        self.node()?.conf_change_blocking(Change::Add(member))?;
+        Ok(id)
+    }
+
+    pub fn member_remove(&self, id: u64) -> Result<(), Status> {
+        self.node()?.conf_change_blocking(Change::Remove(id))?;
+        Ok(())
+    }
+
+    pub fn member_promote(&self, id: u64) -> Result<(), Status> {
+        self.node()?.conf_change_blocking(Change::Promote(id))?;
+        Ok(())
+    }
+
+    pub fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<(), Status> {
+        self.node()?
+            .propose_blocking(Request::MemberUpdate(MemberUpdate {
+                member_id: id,
+                peer_urls,
+            }))?;
+        Ok(())
+    }
+
+    /// MoveLeader: hands leadership to `target` (this member must lead).
+    pub fn move_leader(&self, target: u64) -> Result<(), Status> {
+        self.node()?.transfer_leader_blocking(target)
+    }
+
+    /// How many times this member saw a new leader (etcd's
+    /// etcd_server_leader_changes_seen_total).
+    pub fn leader_changes(&self) -> u64 {
+        self.handle
+            .as_ref()
+            .map(|h| h.shared.leader_changes.load(Ordering::Acquire))
+            .unwrap_or_default()
     }
 
     pub fn events_since(
@@ -370,6 +538,34 @@ impl Member {
         match a.outcome {
             Outcome::Alarm(resp) => Ok(resp.alarms),
             o => Err(Status::internal(format!("unexpected outcome {o:?}"))),
+        }
+    }
+}
+
+/// etcd's publish: once the member runs, it proposes its name and client URLs
+/// so every member's MemberList shows them; retried until it is applied.
+async fn publish(node: NodeHandle, name: String, client_urls: Vec<String>, every: Duration) {
+    loop {
+        let current = {
+            let sm = node.shared.sm.read().expect("state poisoned");
+            sm.membership.get(node.config.id).cloned()
+        };
+        match current {
+            Some(m) if m.name == name && m.client_urls == client_urls => return,
+            Some(_) => {}
+            // Not a member (yet): a joiner waits for the leader's snapshot.
+            None => {
+                tokio::time::sleep(every).await;
+                continue;
+            }
+        }
+        let request = Request::MemberAttributes(MemberAttributes {
+            member_id: node.config.id,
+            name: name.clone(),
+            client_urls: client_urls.clone(),
+        });
+        if node.propose(request).await.is_err() {
+            tokio::time::sleep(every).await;
         }
     }
 }

@@ -14,4 +14,9 @@ pub mod etcdserverpb {
 }
 pub mod internal {
     tonic::include_proto!("etcdcore");
+    // Nested as its package is: the generated code names `super::MemberRecord`.
+    pub mod peer {
+        tonic::include_proto!("etcdcore.peer");
+    }
 }
+pub use internal::peer;

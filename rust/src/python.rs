@@ -39,17 +39,19 @@ pub struct CoreConfig {
 #[pymethods]
 impl CoreConfig {
     #[new]
-    #[pyo3(signature = (*, name, data_dir, client_listen, client_urls, peer_urls, initial_cluster,
-        cluster_token, snapshot_count, max_request_bytes, max_txn_ops, quota_backend_bytes,
-        heartbeat_ms, election_ms))]
+    #[pyo3(signature = (*, name, data_dir, client_listen, client_urls, peer_listen, peer_urls,
+        initial_cluster, initial_cluster_state, cluster_token, snapshot_count, max_request_bytes,
+        max_txn_ops, quota_backend_bytes, heartbeat_ms, election_ms))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
         data_dir: PathBuf,
         client_listen: Vec<String>,
         client_urls: Vec<String>,
+        peer_listen: Vec<String>,
         peer_urls: Vec<String>,
         initial_cluster: Vec<(String, Vec<String>)>,
+        initial_cluster_state: String,
         cluster_token: String,
         snapshot_count: u64,
         max_request_bytes: usize,
@@ -64,8 +66,10 @@ impl CoreConfig {
                 data_dir,
                 client_listen,
                 client_urls,
+                peer_listen,
                 peer_urls,
                 initial_cluster,
+                initial_cluster_state,
                 cluster_token,
                 snapshot_count,
                 max_request_bytes,
@@ -143,6 +147,7 @@ impl Core {
                 Item::Leader { is_leader, term } => {
                     ("leader", is_leader, term).into_pyobject(py)?.into_any()
                 }
+                Item::Removed => ("removed",).into_pyobject(py)?.into_any(),
             };
             out.push(obj.unbind());
         }
@@ -183,7 +188,8 @@ impl Core {
         d.set_item("db_size", s.db_size)?;
         d.set_item("db_size_in_use", s.db_size)?;
         d.set_item("keys", s.keys)?;
-        d.set_item("is_learner", false)?;
+        d.set_item("is_learner", s.is_learner)?;
+        d.set_item("leader_changes", s.leader_changes)?;
         Ok(d)
     }
 
@@ -267,6 +273,45 @@ impl Core {
 
     fn is_leader(&self) -> bool {
         self.with(|m| m.is_leader())
+    }
+
+    fn removed(&self) -> bool {
+        self.with(|m| m.removed())
+    }
+
+    fn member_add(
+        &self,
+        py: Python<'_>,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> PyResult<u64> {
+        py.allow_threads(|| self.with(|m| m.member_add(peer_urls, is_learner)))
+            .map_err(core_err)
+    }
+
+    fn member_remove(&self, py: Python<'_>, member_id: u64) -> PyResult<()> {
+        py.allow_threads(|| self.with(|m| m.member_remove(member_id)))
+            .map_err(core_err)
+    }
+
+    fn member_promote(&self, py: Python<'_>, member_id: u64) -> PyResult<()> {
+        py.allow_threads(|| self.with(|m| m.member_promote(member_id)))
+            .map_err(core_err)
+    }
+
+    fn member_update(
+        &self,
+        py: Python<'_>,
+        member_id: u64,
+        peer_urls: Vec<String>,
+    ) -> PyResult<()> {
+        py.allow_threads(|| self.with(|m| m.member_update(member_id, peer_urls)))
+            .map_err(core_err)
+    }
+
+    fn move_leader(&self, py: Python<'_>, target: u64) -> PyResult<()> {
+        py.allow_threads(|| self.with(|m| m.move_leader(target)))
+            .map_err(core_err)
     }
 }
 

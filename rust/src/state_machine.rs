@@ -1,6 +1,6 @@
 //! The replicated state machine: what applying a committed Raft entry does.
 //!
-//! It owns the MVCC store, the lease table and the alarms. Every member applies
+//! It owns the MVCC store, the lease table, the alarms and the membership. Every member applies
 //! the same entries in the same order and so reaches the same state; a snapshot
 //! of all of it lets the WAL behind it be released.
 
@@ -9,6 +9,7 @@ use tonic::Status;
 
 use crate::errors;
 use crate::lease_table::LeaseTable;
+use crate::membership::Membership;
 use crate::mvcc::{MvccError, Store};
 use crate::pb::etcdserverpb::{
     alarm_request::AlarmAction, request_op, AlarmMember, AlarmResponse, CompactionResponse,
@@ -28,6 +29,8 @@ pub enum Outcome {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(AlarmResponse),
+    /// A membership change or a member's attributes were applied.
+    Membership,
 }
 
 #[derive(Default)]
@@ -35,6 +38,7 @@ pub struct StateMachine {
     pub store: Store,
     pub leases: LeaseTable,
     pub alarms: Vec<AlarmMember>,
+    pub membership: Membership,
     pub applied_index: u64,
     pub applied_term: u64,
 }
@@ -91,6 +95,16 @@ impl StateMachine {
                 Outcome::Alarm(self.apply_alarm(a.action, a.member_id, a.alarm)),
                 vec![],
             ),
+            Request::MemberAttributes(a) => {
+                self.membership
+                    .set_attributes(a.member_id, &a.name, &a.client_urls);
+                (Outcome::Membership, vec![])
+            }
+            Request::MemberUpdate(u) => {
+                self.membership.check_update(u.member_id, &u.peer_urls)?;
+                self.membership.update_peer_urls(u.member_id, &u.peer_urls);
+                (Outcome::Membership, vec![])
+            }
         };
         events.extend(evs);
         Ok(outcome)
@@ -168,6 +182,9 @@ impl StateMachine {
                     alarm: a.alarm,
                 })
                 .collect(),
+            members: self.membership.members().cloned().collect(),
+            removed: self.membership.removed().collect(),
+            cluster_id: self.membership.cluster_id,
         }
         .encode_to_vec()
     }
@@ -191,6 +208,7 @@ impl StateMachine {
                     alarm: a.alarm,
                 })
                 .collect(),
+            membership: Membership::from_parts(snap.cluster_id, snap.members, snap.removed),
             applied_index: snap.applied_index,
             applied_term: snap.applied_term,
         })

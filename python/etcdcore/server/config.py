@@ -494,6 +494,10 @@ class ServerConfig:
         """``host:port`` of each --listen-client-urls entry ("localhost" -> 127.0.0.1)."""
         return [listen_address(u) for u in self.listen_client_urls]
 
+    def peer_listen_addresses(self) -> list[str]:
+        """``host:port`` of each --listen-peer-urls entry ("localhost" -> 127.0.0.1)."""
+        return [listen_address(u) for u in self.listen_peer_urls]
+
     def effective_quota_bytes(self) -> int:
         """The backend quota in bytes: etcd's default for 0, unlimited for negative."""
         if self.quota_backend_bytes == 0:

@@ -32,6 +32,7 @@ from etcdcore.server.config import (
 from etcdcore.server.logs import LEVELS, configure_logging
 from etcdcore.services.cluster import ClusterService
 from etcdcore.services.compactor import Compactor
+from etcdcore.services.leader_client import LeaderClient
 from etcdcore.services.lessor import LeaseService, Lessor
 from etcdcore.services.maintenance import MaintenanceService
 from etcdcore.services.watch_hub import GRPC_OVERHEAD_BYTES, WatchHub
@@ -63,8 +64,10 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
         data_dir=cfg.data_dir,
         client_listen=cfg.client_listen_addresses(),
         client_urls=cfg.advertise_client_urls,
+        peer_listen=cfg.peer_listen_addresses(),
         peer_urls=cfg.initial_advertise_peer_urls,
         initial_cluster=cfg.initial_cluster,
+        initial_cluster_state=cfg.initial_cluster_state,
         cluster_token=cfg.initial_cluster_token,
         snapshot_count=cfg.snapshot_count,
         max_request_bytes=cfg.max_request_bytes,
@@ -87,9 +90,10 @@ async def serve(core: Core, cfg: ServerConfig) -> None:
     bridge = Bridge(core)
     lessor = Lessor(core, election_timeout_ms=cfg.election_timeout)
     WatchHub(core, max_response_bytes=cfg.max_request_bytes + GRPC_OVERHEAD_BYTES).register(bridge)
-    LeaseService(core, lessor).register(bridge)
+    leader = LeaderClient(core)
+    LeaseService(core, lessor, leader).register(bridge)
     MaintenanceService(core).register(bridge)
-    ClusterService(core).register(bridge)
+    ClusterService(core, leader).register(bridge)
 
     stop = asyncio.Event()
     received: list[str] = []
@@ -101,6 +105,12 @@ async def serve(core: Core, cfg: ServerConfig) -> None:
         received.append(sig.name)
         stop.set()
 
+    def on_removed() -> None:
+        log.warning("the member has been permanently removed from the cluster")
+        received.append("removed")
+        stop.set()
+
+    bridge.on_removed(on_removed)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
     bridge.attach(loop)
@@ -126,6 +136,7 @@ async def serve(core: Core, cfg: ServerConfig) -> None:
             compaction.cancel()
         await bridge.shutdown()
         await lessor.stop()
+        await leader.close()
     finally:
         bridge.detach(loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -160,19 +171,6 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     log.info("Running: ", extra=_fields(args=[sys.argv[0], *argv]))
     for notice in cfg.notices:
         log.log(LEVELS.get(notice.level, logging.INFO), notice.msg, extra=_fields(**notice.fields))
-
-    if cfg.initial_cluster_state == "existing" and not member_initialized(cfg.data_dir):
-        # etcd would fetch the cluster from the other members' peer URLs; joining
-        # a running cluster arrives with clustering.
-        log.error(
-            "failed to start",
-            extra=_fields(
-                error="cannot fetch cluster info from peer urls: joining an existing "
-                "cluster is not supported by etcdcore yet",
-                **{"data-dir": cfg.data_dir},
-            ),
-        )
-        return 1
 
     initial_cluster = ",".join(f"{n}={u}" for n, urls in cfg.initial_cluster for u in urls)
     log.info(

@@ -2,36 +2,36 @@
 
 ``MemberList`` answers as etcd 3.5.1 does (api/v3rpc/member.go): members sorted
 by ID, and a header with cluster id, member id and raft term but *no* revision.
-``linearizable`` is accepted; a single member's list is always current.
+``linearizable`` is accepted; the list is the replicated membership as this
+member has applied it.
 
-Membership changes arrive with clustering. Until then MemberAdd / Remove /
-Update / Promote run etcd's request checks that need no Raft (bad peer URLs,
-URLs already used, unknown member, promoting a voter) and otherwise answer
-``Unimplemented``.
+MemberAdd / Remove / Promote are Raft configuration changes made by the core;
+MemberUpdate is an ordinary replicated request. Each answers with the member
+list once the change is applied here. The core checks membership rules with
+etcd's errors; URL syntax is checked here. MemberPromote needs the leader's view
+of the learner's progress: a follower hands it to the leader.
 """
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlsplit
 
-from etcdcore._core import Core
+from etcdcore._core import Core, CoreError
 from etcdcore.bridge import (
-    FAILED_PRECONDITION,
     INVALID_ARGUMENT,
     NOT_FOUND,
-    UNIMPLEMENTED,
     Bridge,
     EtcdError,
 )
 from etcdcore.proto.etcdserverpb import rpc_pb2
 from etcdcore.services.header import fill_header
+from etcdcore.services.leader_client import LeaderClient
 
 SERVICE = "/etcdserverpb.Cluster/"
-ERR_MEMBERSHIP = "etcdserver: member operations arrive with clustering"
 ERR_BAD_URLS = "etcdserver: given member URLs are invalid"
-ERR_PEER_URL_EXISTS = "etcdserver: Peer URLs already exists"
 ERR_MEMBER_NOT_FOUND = "etcdserver: member not found"
-ERR_NOT_LEARNER = "etcdserver: can only promote a learner member"
+ERR_NOT_LEADER = "etcdserver: not leader"
 
 Member = tuple[int, str, list[str], list[str], bool]
 
@@ -57,8 +57,9 @@ def valid_peer_urls(urls: list[str]) -> bool:
 class ClusterService:
     """etcdserverpb.Cluster over the bridge."""
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, leader: LeaderClient | None = None) -> None:
         self.core = core
+        self.leader = leader
 
     def register(self, bridge: Bridge) -> None:
         """Bind every Cluster method."""
@@ -80,45 +81,66 @@ class ClusterService:
                 return m
         raise EtcdError(NOT_FOUND, ERR_MEMBER_NOT_FOUND)
 
+    def _list(self) -> list[rpc_pb2.Member]:
+        return [
+            rpc_pb2.Member(ID=mid, name=name, peerURLs=peers, clientURLs=clients, isLearner=learner)
+            for mid, name, peers, clients, learner in self._members()
+        ]
+
     async def member_list(self, data: bytes) -> bytes:
         """MemberList: every member, sorted by ID."""
         rpc_pb2.MemberListRequest.FromString(data)
-        resp = rpc_pb2.MemberListResponse(
-            members=[
-                rpc_pb2.Member(
-                    ID=mid, name=name, peerURLs=peers, clientURLs=clients, isLearner=learner
-                )
-                for mid, name, peers, clients, learner in self._members()
-            ]
-        )
+        resp = rpc_pb2.MemberListResponse(members=self._list())
         self._header(resp.header)
         return resp.SerializeToString()
 
     async def member_add(self, data: bytes) -> bytes:
-        """MemberAdd: URL checks, then Unimplemented."""
+        """MemberAdd: a new voter or learner; answers with it and the new list."""
         req = rpc_pb2.MemberAddRequest.FromString(data)
-        if not valid_peer_urls(list(req.peerURLs)):
+        urls = [u.strip() for u in req.peerURLs]
+        if not valid_peer_urls(urls):
             raise EtcdError(INVALID_ARGUMENT, ERR_BAD_URLS)
-        used = {u for m in self._members() for u in m[2]}
-        if any(u.strip() in used for u in req.peerURLs):
-            raise EtcdError(FAILED_PRECONDITION, ERR_PEER_URL_EXISTS)
-        raise EtcdError(UNIMPLEMENTED, ERR_MEMBERSHIP)
+        loop = asyncio.get_running_loop()
+        member_id = await loop.run_in_executor(None, self.core.member_add, urls, req.isLearner)
+        resp = rpc_pb2.MemberAddResponse(
+            member=rpc_pb2.Member(ID=member_id, peerURLs=urls, isLearner=req.isLearner),
+            members=self._list(),
+        )
+        self._header(resp.header)
+        return resp.SerializeToString()
 
     async def member_remove(self, data: bytes) -> bytes:
-        """MemberRemove: unknown member check, then Unimplemented."""
+        """MemberRemove: answers with the list without the member."""
         req = rpc_pb2.MemberRemoveRequest.FromString(data)
-        self._member(req.ID)
-        raise EtcdError(UNIMPLEMENTED, ERR_MEMBERSHIP)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.core.member_remove, req.ID)
+        resp = rpc_pb2.MemberRemoveResponse(members=self._list())
+        self._header(resp.header)
+        return resp.SerializeToString()
 
     async def member_update(self, data: bytes) -> bytes:
-        """MemberUpdate: unknown member check, then Unimplemented."""
+        """MemberUpdate: new peer URLs for a member."""
         req = rpc_pb2.MemberUpdateRequest.FromString(data)
+        urls = [u.strip() for u in req.peerURLs]
+        if not valid_peer_urls(urls):
+            raise EtcdError(INVALID_ARGUMENT, ERR_BAD_URLS)
         self._member(req.ID)
-        raise EtcdError(UNIMPLEMENTED, ERR_MEMBERSHIP)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.core.member_update, req.ID, urls)
+        resp = rpc_pb2.MemberUpdateResponse(members=self._list())
+        self._header(resp.header)
+        return resp.SerializeToString()
 
     async def member_promote(self, data: bytes) -> bytes:
-        """MemberPromote: unknown member / not a learner checks, then Unimplemented."""
+        """MemberPromote: a caught-up learner becomes a voter (checked by the leader)."""
         req = rpc_pb2.MemberPromoteRequest.FromString(data)
-        if not self._member(req.ID)[4]:
-            raise EtcdError(FAILED_PRECONDITION, ERR_NOT_LEARNER)
-        raise EtcdError(UNIMPLEMENTED, ERR_MEMBERSHIP)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, self.core.member_promote, req.ID)
+        except CoreError as e:
+            if e.args[1] != ERR_NOT_LEADER or self.leader is None:
+                raise
+            return await self.leader.member_promote(data)
+        resp = rpc_pb2.MemberPromoteResponse(members=self._list())
+        self._header(resp.header)
+        return resp.SerializeToString()

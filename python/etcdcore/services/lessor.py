@@ -26,6 +26,8 @@ api/v3rpc/lease.go, checked against etcd 3.5.1):
 - ``LeaseTimeToLive``: remaining seconds truncated toward zero; unknown lease ->
   ``ID, TTL=-1`` with a header, not an error.
 - ``LeaseLeases``: every lease, soonest expiry first.
+- On a follower, keep-alives and ``LeaseTimeToLive`` are answered by the
+  leader (forwarded through :class:`LeaderClient`), as etcd's followers do.
 - Expired leases are looked for every 500 ms; at most 500 are revoked per pass
   (etcd's ``leaseRevokeRate / 2``); a failed revoke is retried later. Promoting
   with 1000 leases or more spreads expiries so no more than 750 fall in any
@@ -52,6 +54,7 @@ from etcdcore.bridge import (
 )
 from etcdcore.proto.etcdserverpb import rpc_pb2
 from etcdcore.services.header import fill_header
+from etcdcore.services.leader_client import LeaderClient
 
 log = logging.getLogger("etcdcore.lessor")
 
@@ -373,9 +376,29 @@ class Lessor:
 class LeaseService:
     """etcdserverpb.Lease over the bridge."""
 
-    def __init__(self, core: Core, lessor: Lessor) -> None:
+    def __init__(self, core: Core, lessor: Lessor, leader: LeaderClient | None = None) -> None:
         self.core = core
         self.lessor = lessor
+        self.leader = leader
+
+    def _forwarding(self) -> bool:
+        """True when another member leads: it holds the deadlines."""
+        if self.leader is None or self.core.is_leader():
+            return False
+        leader = int(self.core.status().get("leader", 0))
+        return leader not in (0, self.core.header()[1])
+
+    async def _renew(self, lease_id: int) -> int:
+        if self._forwarding():
+            assert self.leader is not None
+            return await self.leader.renew(lease_id)
+        try:
+            return await self.lessor.renew(lease_id)
+        except EtcdError as e:
+            # Leadership moved while we waited for it.
+            if e.message != ERR_NOT_LEADER or self.leader is None:
+                raise
+            return await self.leader.renew(lease_id)
 
     def register(self, bridge: Bridge) -> None:
         """Bind the Lease methods and the lessor's leadership listener."""
@@ -406,6 +429,9 @@ class LeaseService:
         """LeaseTimeToLive: remaining and granted TTL, keys on request; TTL -1 when
         the lease does not exist (etcd answers, it does not fail)."""
         req = rpc_pb2.LeaseTimeToLiveRequest.FromString(data)
+        if self._forwarding():
+            assert self.leader is not None
+            return await self.leader.time_to_live(data)
         resp = rpc_pb2.LeaseTimeToLiveResponse(ID=req.ID)
         info = self.core.lease_info(req.ID)
         if info is None:
@@ -435,6 +461,6 @@ class LeaseService:
             # The header is read before renewing, as etcd does: a keep-alive can
             # never claim a revision after the one that revoked its lease.
             fill_header(self.core, resp.header)
-            resp.TTL = await self.lessor.renew(req.ID)
+            resp.TTL = await self._renew(req.ID)
             if not stream.send(resp.SerializeToString()):
                 return

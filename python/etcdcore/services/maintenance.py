@@ -30,7 +30,6 @@ import logging
 from etcdcore import ETCD_VERSION
 from etcdcore._core import Core
 from etcdcore.bridge import (
-    FAILED_PRECONDITION,
     UNIMPLEMENTED,
     Bridge,
     EtcdError,
@@ -49,9 +48,6 @@ SNAPSHOT_CHUNK = 32 * 1024
 SHA256_BYTES = 32
 
 ERR_NO_LEADER = "etcdserver: no leader"
-ERR_NOT_LEADER = "etcdserver: not leader"
-ERR_BAD_TRANSFEREE = "etcdserver: bad leader transferee"
-ERR_MOVE_LEADER = "etcdserver: leader transfer to another member arrives with clustering"
 ERR_DOWNGRADE = "etcdserver: downgrade is not supported by etcdcore yet"
 
 GET, ACTIVATE, DEACTIVATE = (
@@ -169,19 +165,11 @@ class MaintenanceService:
         return rpc_pb2.DefragmentResponse().SerializeToString()
 
     async def move_leader(self, data: bytes) -> bytes:
-        """MoveLeader: etcd's checks (this member must lead; the target must be a
-        voting member). Moving to itself succeeds at once; to another member
-        arrives with clustering."""
+        """MoveLeader: this member must lead; the target must be a voting member.
+        Answers once the target leads (empty response, no header, as etcd)."""
         req = rpc_pb2.MoveLeaderRequest.FromString(data)
-        if not self.core.is_leader():
-            raise EtcdError(FAILED_PRECONDITION, ERR_NOT_LEADER)
-        voters = {
-            mid for mid, _name, _peers, _clients, learner in self.core.members() if not learner
-        }
-        if req.targetID not in voters:
-            raise EtcdError(FAILED_PRECONDITION, ERR_BAD_TRANSFEREE)
-        if req.targetID != self.core.header()[1]:
-            raise EtcdError(UNIMPLEMENTED, ERR_MOVE_LEADER)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.core.move_leader, req.targetID)
         return rpc_pb2.MoveLeaderResponse().SerializeToString()
 
     async def downgrade(self, data: bytes) -> bytes:

@@ -5,8 +5,10 @@
 //! ReadIndex requests go in over a channel, results come back on oneshots once
 //! the entry is durable and applied. The loop batches whatever arrived since its
 //! last turn into one Ready, so one fsync covers many proposals (group commit).
-//! A single member runs exactly this path; clustering adds the transport.
+//! A single member runs exactly this path; a cluster adds the transport,
+//! which carries raft-rs's messages to the peers and brings theirs in here.
 
+mod log_store;
 mod ready_loop;
 mod recovery;
 
@@ -16,23 +18,38 @@ use std::sync::{mpsc, Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use raft::prelude::Message;
 use tokio::sync::oneshot;
 use tonic::Status;
 
 use crate::bridge::Bridge;
 use crate::errors;
+use crate::membership::Change;
 use crate::pb::internal::internal_request::Request;
+use crate::pb::internal::MemberRecord;
 use crate::state_machine::{Outcome, StateMachine};
+use crate::transport::{NodeLink, Transport};
 
 pub use recovery::RecoveryError;
+
+/// How a fresh data dir is filled (ignored once the member has a WAL).
+#[derive(Clone, Debug)]
+pub enum Bootstrap {
+    /// A new cluster with these initial members (--initial-cluster-state new).
+    New(Vec<MemberRecord>),
+    /// Joining a running cluster whose members were fetched from a peer
+    /// (--initial-cluster-state existing).
+    Join(Vec<MemberRecord>),
+}
 
 /// How this member's Raft node is set up.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    /// For a fresh data dir; a WAL's own identity wins on restart.
     pub id: u64,
     pub cluster_id: u64,
     pub name: String,
-    pub voters: Vec<u64>,
+    pub bootstrap: Bootstrap,
     pub data_dir: PathBuf,
     pub heartbeat: Duration,
     pub election_ticks: usize,
@@ -57,6 +74,23 @@ pub(crate) enum Msg {
     ReadIndex {
         reply: oneshot::Sender<Result<(), Status>>,
     },
+    ConfChange {
+        change: Change,
+        reply: ProposalReply,
+    },
+    TransferLeader {
+        to: u64,
+        reply: oneshot::Sender<Result<(), Status>>,
+    },
+    /// A message from a peer.
+    Raft(Box<Message>),
+    /// The transport could not reach this peer.
+    Unreachable(u64),
+    /// A snapshot sent to a peer arrived, or failed to.
+    SnapshotStatus {
+        to: u64,
+        ok: bool,
+    },
     Stop,
 }
 
@@ -69,6 +103,9 @@ pub struct Shared {
     pub last_index: AtomicU64,
     pub applied_index: AtomicU64,
     pub stopped: AtomicBool,
+    /// This member was removed from the cluster: it must stop for good.
+    pub removed: AtomicBool,
+    pub leader_changes: AtomicU64,
 }
 
 impl Shared {
@@ -96,9 +133,16 @@ pub struct Node {
 }
 
 impl Node {
-    /// Recovers from the data dir and starts the loop thread.
-    pub fn start(config: NodeConfig, bridge: Arc<Bridge>) -> Result<Node, RecoveryError> {
+    /// Recovers from the data dir and starts the loop thread. Without a
+    /// transport the member cannot talk to peers (a lone member needs none).
+    pub fn start(
+        mut config: NodeConfig,
+        bridge: Arc<Bridge>,
+        transport: Option<Arc<Transport>>,
+    ) -> Result<Node, RecoveryError> {
         let recovered = recovery::recover(&config)?;
+        config.id = recovered.id;
+        config.cluster_id = recovered.cluster_id;
         let shared = Arc::new(Shared {
             sm: RwLock::new(recovered.state),
             term: AtomicU64::new(0),
@@ -107,16 +151,40 @@ impl Node {
             last_index: AtomicU64::new(0),
             applied_index: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+            leader_changes: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
         let config = Arc::new(config);
+        let store = log_store::LogStore::new(recovered.storage, shared.clone());
+        let node = ready_loop::raw_node(&config, &shared, store)?;
+        if let Some(t) = &transport {
+            t.attach(
+                NodeLink {
+                    inbox: tx.clone(),
+                    shared: shared.clone(),
+                },
+                config.id,
+                config.cluster_id,
+            );
+            let members: Vec<MemberRecord> = shared
+                .sm
+                .read()
+                .expect("state poisoned")
+                .membership
+                .members()
+                .cloned()
+                .collect();
+            t.set_peers(&members);
+        }
         let mut lp = ready_loop::ReadyLoop::new(
             config.clone(),
-            recovered.node,
+            node,
             recovered.wal,
             recovered.snapshotter,
             shared.clone(),
             bridge,
+            transport,
             rx,
         );
         let thread = std::thread::Builder::new()
@@ -157,6 +225,26 @@ impl NodeHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Propose { request, reply })
+            .map_err(|_| errors::stopped())?;
+        rx.blocking_recv()
+            .unwrap_or_else(|_| Err(errors::stopped()))
+    }
+
+    /// Proposes a membership change and waits until it is applied.
+    pub fn conf_change_blocking(&self, change: Change) -> Result<Applied, Status> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::ConfChange { change, reply })
+            .map_err(|_| errors::stopped())?;
+        rx.blocking_recv()
+            .unwrap_or_else(|_| Err(errors::stopped()))
+    }
+
+    /// Hands leadership to `to` and waits until it leads (MoveLeader).
+    pub fn transfer_leader_blocking(&self, to: u64) -> Result<(), Status> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::TransferLeader { to, reply })
             .map_err(|_| errors::stopped())?;
         rx.blocking_recv()
             .unwrap_or_else(|_| Err(errors::stopped()))

@@ -1,9 +1,11 @@
-//! The Ready loop: collect proposals, let raft-rs order them, persist with one
-//! fsync, apply, answer. One turn of the loop:
+//! The Ready loop: collect proposals and peer messages, let raft-rs order
+//! them, persist with one fsync, apply, answer. One turn of the loop:
 //!
 //! 1. wait for work or the next tick, then take everything queued (the batch);
-//! 2. `ready()`: apply committed entries, append new entries and the hard state
-//!    to the WAL, ONE fsync for all of it, answer ReadIndex states;
+//! 2. `ready()`: send what the leader may send before persisting, install a
+//!    snapshot from the leader, apply committed entries, append new entries and
+//!    the hard state to the WAL, ONE fsync for all of it, then send the
+//!    messages that had to wait for it (a follower's acks);
 //! 3. `advance()`: apply what that made committed, answer the proposers, hand the
 //!    batch's events to the watch hub in one bridge item;
 //! 4. snapshot when `snapshot_count` entries were applied since the last one.
@@ -15,22 +17,32 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use protobuf::Message as _;
-use raft::prelude::{Entry, EntryType, HardState};
-use raft::storage::MemStorage;
-use raft::{RawNode, StateRole};
+use raft::prelude::{
+    ConfChange, ConfChangeType, Config, Entry, EntryType, HardState, Message, Snapshot,
+};
+use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
 use tonic::Status;
 
-use super::{Applied, Msg, NodeConfig, ProposalReply, Shared};
+use super::log_store::LogStore;
+use super::{Applied, Msg, NodeConfig, ProposalReply, RecoveryError, Shared};
 use crate::bridge::{Bridge, Item};
 use crate::errors;
-use crate::pb::internal::{EventBatch, InternalRequest};
+use crate::membership::Change;
+use crate::pb::internal::{ConfChangeContext, EventBatch, InternalRequest, MemberRecord};
 use crate::pb::mvccpb::Event;
 use crate::snap::Snapshotter;
+use crate::state_machine::{Outcome, StateMachine};
+use crate::transport::Transport;
 use crate::wal::Wal;
 
-/// How long a proposal may wait for a leader before it fails.
+/// How long a proposal may wait (for a leader, or to be applied) before it fails.
 const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(7);
+/// A ReadIndex with no answer after this long is asked again: a leader that
+/// has not yet committed an entry of its term drops read requests silently.
+const READ_RETRY: Duration = Duration::from_millis(500);
+/// How long a linearizable read may wait for a ReadIndex answer in all.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most proposals folded into one Ready (bounds latency under load).
 const MAX_BATCH: usize = 4096;
 /// Event batches Python may have waiting before the loop waits for it: the
@@ -40,6 +52,8 @@ const MAX_BATCH: usize = 4096;
 const MAX_PENDING_EVENT_BATCHES: usize = 16;
 /// Snapshots keep this many entries behind them, for followers that lag a little.
 const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
+/// etcd promotes a learner only once it has this share of the leader's log.
+const LEARNER_READY_PERCENT: f64 = 0.9;
 
 /// Proposal ids must never repeat, not even across restarts or between
 /// members: an id found in a replayed or replicated entry would otherwise
@@ -53,40 +67,87 @@ fn first_proposal_id(member_id: u64) -> u64 {
     ((member_id & 0xffff) << 48) | ((millis & 0xff_ffff_ffff) << 8)
 }
 
+/// raft-rs's node over our log, configured as etcd configures its raft.
+pub(super) fn raw_node(
+    cfg: &NodeConfig,
+    shared: &Shared,
+    store: LogStore,
+) -> Result<RawNode<LogStore>, RecoveryError> {
+    let applied = shared.sm.read().expect("state poisoned").applied_index;
+    let raft_cfg = Config {
+        id: cfg.id,
+        election_tick: cfg.election_ticks,
+        heartbeat_tick: 1,
+        applied,
+        max_size_per_msg: 1024 * 1024,
+        max_inflight_msgs: 256,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    };
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    RawNode::new(&raft_cfg, store, &logger).map_err(|e| RecoveryError(format!("raft: {e}")))
+}
+
+/// What a proposal puts in the log.
+enum Proposal {
+    Entry(InternalRequest),
+    Conf(ConfChange),
+}
+
 struct Stalled {
-    request: InternalRequest,
+    proposal: Proposal,
+    id: u64,
     reply: ProposalReply,
+    deadline: Instant,
+}
+
+type ReadReply = oneshot::Sender<Result<(), Status>>;
+
+struct ReadBatch {
+    waiters: Vec<ReadReply>,
+    asked: Instant,
+    deadline: Instant,
+}
+
+struct Transfer {
+    to: u64,
+    reply: ReadReply,
     deadline: Instant,
 }
 
 pub(super) struct ReadyLoop {
     cfg: Arc<NodeConfig>,
-    node: RawNode<MemStorage>,
+    node: RawNode<LogStore>,
     wal: Wal,
     snapshotter: Snapshotter,
     shared: Arc<Shared>,
     bridge: Arc<Bridge>,
+    transport: Option<Arc<Transport>>,
     rx: mpsc::Receiver<Msg>,
     next_id: u64,
-    pending: HashMap<u64, ProposalReply>,
+    pending: HashMap<u64, (ProposalReply, Instant)>,
     stalled: Vec<Stalled>,
-    read_waiters: Vec<oneshot::Sender<Result<(), Status>>>,
+    read_waiters: Vec<ReadReply>,
     next_read_ctx: u64,
-    reads_in_raft: HashMap<u64, Vec<oneshot::Sender<Result<(), Status>>>>,
-    reads_to_apply: Vec<(u64, oneshot::Sender<Result<(), Status>>)>,
+    reads_in_raft: HashMap<u64, ReadBatch>,
+    reads_to_apply: Vec<(u64, ReadReply)>,
+    transfers: Vec<Transfer>,
     last_snapshot_index: u64,
     was_leader: bool,
     stopping: bool,
 }
 
 impl ReadyLoop {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         cfg: Arc<NodeConfig>,
-        node: RawNode<MemStorage>,
+        node: RawNode<LogStore>,
         wal: Wal,
         snapshotter: Snapshotter,
         shared: Arc<Shared>,
         bridge: Arc<Bridge>,
+        transport: Option<Arc<Transport>>,
         rx: mpsc::Receiver<Msg>,
     ) -> ReadyLoop {
         let last_snapshot_index = shared.sm.read().expect("state poisoned").applied_index;
@@ -98,6 +159,7 @@ impl ReadyLoop {
             snapshotter,
             shared,
             bridge,
+            transport,
             rx,
             next_id: first_proposal_id(cfg_id),
             pending: HashMap::new(),
@@ -106,6 +168,7 @@ impl ReadyLoop {
             next_read_ctx: 1,
             reads_in_raft: HashMap::new(),
             reads_to_apply: Vec::new(),
+            transfers: Vec::new(),
             last_snapshot_index,
             was_leader: false,
             stopping: false,
@@ -114,7 +177,14 @@ impl ReadyLoop {
 
     pub(super) fn run(&mut self) {
         // A lone voter need not wait out an election timeout.
-        if self.cfg.voters.len() == 1 {
+        let voters = self
+            .shared
+            .sm
+            .read()
+            .expect("state poisoned")
+            .membership
+            .voters();
+        if voters == [self.cfg.id] {
             let _ = self.node.campaign();
         }
         let mut next_tick = Instant::now() + self.cfg.heartbeat;
@@ -138,12 +208,15 @@ impl ReadyLoop {
             if Instant::now() >= next_tick {
                 self.node.tick();
                 next_tick = Instant::now() + self.cfg.heartbeat;
-                self.expire_stalled();
+                self.expire();
             }
             self.submit_reads();
             if let Err(e) = self.on_ready() {
                 // The WAL failed: nothing more can be made durable.
                 log::error!("raft loop stopping: {e}");
+                self.stopping = true;
+            }
+            if self.shared.removed.load(Ordering::Acquire) {
                 self.stopping = true;
             }
             if self.stopping {
@@ -156,48 +229,205 @@ impl ReadyLoop {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Propose { request, reply } => {
-                let id = self.next_id;
-                self.next_id += 1;
+                let id = self.take_id();
                 let request = InternalRequest {
                     id,
                     request: Some(request),
                 };
-                self.propose(request, reply, Instant::now() + PROPOSAL_TIMEOUT);
+                let deadline = Instant::now() + PROPOSAL_TIMEOUT;
+                self.propose(Proposal::Entry(request), id, reply, deadline);
             }
+            Msg::ConfChange { change, reply } => self.propose_conf_change(change, reply),
             Msg::ReadIndex { reply } => self.read_waiters.push(reply),
+            Msg::TransferLeader { to, reply } => self.transfer_leader(to, reply),
+            Msg::Raft(m) => {
+                // Messages from members this node does not know (yet, or any
+                // more) are refused by raft-rs; nothing to do about them.
+                let _ = self.node.step(*m);
+            }
+            Msg::Unreachable(to) => self.node.report_unreachable(to),
+            Msg::SnapshotStatus { to, ok } => {
+                let status = if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.node.report_snapshot(to, status);
+            }
             Msg::Stop => self.stopping = true,
         }
     }
 
-    fn propose(&mut self, request: InternalRequest, reply: ProposalReply, deadline: Instant) {
-        if self.node.raft.state != StateRole::Leader {
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn leader_known(&self) -> bool {
+        self.node.raft.leader_id != 0
+    }
+
+    /// Proposes on the leader, or through it: raft-rs forwards a follower's
+    /// proposal to the leader, and the entry comes back here to be applied
+    /// like any other, answering the caller waiting on its id.
+    fn propose(&mut self, proposal: Proposal, id: u64, reply: ProposalReply, deadline: Instant) {
+        if !self.leader_known() {
             self.stalled.push(Stalled {
-                request,
+                proposal,
+                id,
                 reply,
                 deadline,
             });
             return;
         }
-        let id = request.id;
-        match self.node.propose(vec![], request.encode_to_vec()) {
+        let result = match &proposal {
+            Proposal::Entry(r) => self.node.propose(vec![], r.encode_to_vec()),
+            Proposal::Conf(cc) => self.node.propose_conf_change(vec![], cc.clone()),
+        };
+        match result {
             Ok(()) => {
-                self.pending.insert(id, reply);
+                self.pending.insert(id, (reply, deadline));
             }
             Err(_) => self.stalled.push(Stalled {
-                request,
+                proposal,
+                id,
                 reply,
                 deadline,
             }),
         }
     }
 
-    fn expire_stalled(&mut self) {
+    fn propose_conf_change(&mut self, change: Change, reply: ProposalReply) {
+        let checked = {
+            let sm = self.shared.sm.read().expect("state poisoned");
+            sm.membership.check(&change).map(|_| match &change {
+                Change::Add(m) => m.clone(),
+                Change::Remove(id) | Change::Promote(id) => {
+                    sm.membership.get(*id).cloned().unwrap_or_default()
+                }
+            })
+        };
+        let member = match checked {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        if let Change::Promote(id) = change {
+            if let Err(e) = self.learner_ready(id) {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        }
+        let id = self.take_id();
+        let mut cc = ConfChange {
+            node_id: member.id,
+            ..Default::default()
+        };
+        cc.set_change_type(match &change {
+            Change::Add(m) if m.is_learner => ConfChangeType::AddLearnerNode,
+            Change::Add(_) | Change::Promote(_) => ConfChangeType::AddNode,
+            Change::Remove(_) => ConfChangeType::RemoveNode,
+        });
+        cc.context = ConfChangeContext {
+            id,
+            member: Some(member),
+        }
+        .encode_to_vec()
+        .into();
+        let deadline = Instant::now() + PROPOSAL_TIMEOUT;
+        self.propose(Proposal::Conf(cc), id, reply, deadline);
+    }
+
+    /// etcd's check before a promotion: only the leader knows how far the
+    /// learner got, and it must hold most of the leader's log.
+    fn learner_ready(&self, id: u64) -> Result<(), Status> {
+        if self.node.raft.state != StateRole::Leader {
+            return Err(errors::not_leader());
+        }
+        let prs = self.node.raft.prs();
+        let leader_match = prs.get(self.cfg.id).map(|p| p.matched).unwrap_or_default();
+        let learner_match = prs.get(id).map(|p| p.matched).unwrap_or_default();
+        if (learner_match as f64) < (leader_match as f64) * LEARNER_READY_PERCENT {
+            return Err(errors::failed_precondition(errors::LEARNER_NOT_READY));
+        }
+        Ok(())
+    }
+
+    fn transfer_leader(&mut self, to: u64, reply: ReadReply) {
+        if self.node.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(errors::not_leader()));
+            return;
+        }
+        let voter = {
+            let sm = self.shared.sm.read().expect("state poisoned");
+            sm.membership.voters().contains(&to)
+        };
+        if !voter {
+            let _ = reply.send(Err(errors::failed_precondition(
+                errors::BAD_LEADER_TRANSFEREE,
+            )));
+            return;
+        }
+        if to == self.cfg.id {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        self.node.transfer_leader(to);
+        self.transfers.push(Transfer {
+            to,
+            reply,
+            deadline: Instant::now() + PROPOSAL_TIMEOUT,
+        });
+    }
+
+    /// Fails whatever waited too long; asks again for reads with no answer.
+    fn expire(&mut self) {
         let now = Instant::now();
         let (expired, kept): (Vec<_>, Vec<_>) =
             self.stalled.drain(..).partition(|s| s.deadline <= now);
         self.stalled = kept;
         for s in expired {
             let _ = s.reply.send(Err(errors::timed_out()));
+        }
+        let late: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            if let Some((reply, _)) = self.pending.remove(&id) {
+                let _ = reply.send(Err(errors::timed_out()));
+            }
+        }
+        let stale: Vec<u64> = self
+            .reads_in_raft
+            .iter()
+            .filter(|(_, b)| now.duration_since(b.asked) >= READ_RETRY)
+            .map(|(ctx, _)| *ctx)
+            .collect();
+        for ctx in stale {
+            let Some(batch) = self.reads_in_raft.remove(&ctx) else {
+                continue;
+            };
+            if batch.deadline <= now {
+                for w in batch.waiters {
+                    let _ = w.send(Err(errors::timed_out()));
+                }
+            } else {
+                self.ask_read_index(batch.waiters, batch.deadline);
+            }
+        }
+        let (done, kept): (Vec<_>, Vec<_>) =
+            self.transfers.drain(..).partition(|t| t.deadline <= now);
+        self.transfers = kept;
+        for t in done {
+            let _ = t.reply.send(Err(Status::unavailable(
+                "etcdserver: request timed out, leader transfer took too long",
+            )));
         }
     }
 
@@ -208,17 +438,34 @@ impl ReadyLoop {
         }
         // A follower's ReadIndex is forwarded to the leader by raft-rs; with no
         // leader at all there is nobody to confirm the read.
-        if self.node.raft.state != StateRole::Leader && self.node.raft.leader_id == 0 {
+        if !self.leader_known() {
             for w in self.read_waiters.drain(..) {
                 let _ = w.send(Err(errors::no_leader()));
             }
             return;
         }
+        let waiters = std::mem::take(&mut self.read_waiters);
+        self.ask_read_index(waiters, Instant::now() + READ_TIMEOUT);
+    }
+
+    fn ask_read_index(&mut self, waiters: Vec<ReadReply>, deadline: Instant) {
         let ctx = self.next_read_ctx;
         self.next_read_ctx += 1;
-        let waiters = std::mem::take(&mut self.read_waiters);
-        self.reads_in_raft.insert(ctx, waiters);
+        self.reads_in_raft.insert(
+            ctx,
+            ReadBatch {
+                waiters,
+                asked: Instant::now(),
+                deadline,
+            },
+        );
         self.node.read_index(ctx.to_be_bytes().to_vec());
+    }
+
+    fn send(&self, msgs: Vec<Message>) {
+        if let Some(t) = &self.transport {
+            t.send(msgs);
+        }
     }
 
     fn on_ready(&mut self) -> Result<(), String> {
@@ -227,7 +474,10 @@ impl ReadyLoop {
         }
         let mut rd = self.node.ready();
         if let Some(ss) = rd.ss() {
-            self.shared.leader_id.store(ss.leader_id, Ordering::Release);
+            let previous = self.shared.leader_id.swap(ss.leader_id, Ordering::AcqRel);
+            if ss.leader_id != previous && ss.leader_id != 0 {
+                self.shared.leader_changes.fetch_add(1, Ordering::AcqRel);
+            }
             let is_leader = ss.raft_state == StateRole::Leader;
             if is_leader != self.was_leader {
                 self.was_leader = is_leader;
@@ -236,12 +486,16 @@ impl ReadyLoop {
                     term: self.node.raft.term,
                 });
             }
+            self.finish_transfers(ss.leader_id);
         }
-        // Messages to peers: the cluster transport (next issue) sends
-        // rd.take_messages() and rd.take_persisted_messages() here.
-        let _ = rd.take_messages();
+        // A leader may send before its own write is durable (Raft allows it,
+        // and it overlaps the fsync with the followers' work).
+        self.send(rd.take_messages());
 
         let mut events = Vec::new();
+        if !rd.snapshot().get_data().is_empty() {
+            self.install_snapshot(rd.snapshot().clone(), &mut events)?;
+        }
         self.apply(rd.take_committed_entries(), &mut events);
 
         if !rd.entries().is_empty() {
@@ -257,6 +511,7 @@ impl ReadyLoop {
             self.wal.append_entries(&refs);
             self.node
                 .mut_store()
+                .mem
                 .wl()
                 .append(rd.entries())
                 .map_err(|e| e.to_string())?;
@@ -269,22 +524,23 @@ impl ReadyLoop {
 
         for rs in rd.take_read_states() {
             let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]));
-            if let Some(waiters) = self.reads_in_raft.remove(&ctx) {
+            if let Some(batch) = self.reads_in_raft.remove(&ctx) {
                 self.reads_to_apply
-                    .extend(waiters.into_iter().map(|w| (rs.index, w)));
+                    .extend(batch.waiters.into_iter().map(|w| (rs.index, w)));
             }
         }
-        let _ = rd.take_persisted_messages();
+        // A follower's acks promise durability: only after the fsync.
+        self.send(rd.take_persisted_messages());
 
         let mut light = self.node.advance(rd);
         if let Some(commit) = light.commit_index() {
-            let mut hs = self.node.store().rl().hard_state().clone();
+            let mut hs = self.node.store().hard_state();
             hs.commit = commit;
             // Rides along with the next batch's fsync; losing it only means
             // re-committing already-durable entries after a restart.
             self.persist_hard_state(hs);
         }
-        let _ = light.take_messages();
+        self.send(light.take_messages());
         self.apply(light.take_committed_entries(), &mut events);
         self.node.advance_apply();
 
@@ -294,11 +550,53 @@ impl ReadyLoop {
         self.maybe_snapshot()
     }
 
+    fn finish_transfers(&mut self, leader: u64) {
+        let (done, kept): (Vec<_>, Vec<_>) = self.transfers.drain(..).partition(|t| t.to == leader);
+        self.transfers = kept;
+        for t in done {
+            let _ = t.reply.send(Ok(()));
+        }
+    }
+
     fn persist_hard_state(&mut self, hs: HardState) {
         self.wal
             .set_hard_state(&hs.write_to_bytes().expect("hard state encodes"));
         self.shared.term.store(hs.term, Ordering::Release);
-        self.node.mut_store().wl().set_hardstate(hs);
+        self.node.mut_store().mem.wl().set_hardstate(hs);
+    }
+
+    /// Replaces the state machine with the leader's snapshot: this member was
+    /// too far behind for the log the leader still holds.
+    fn install_snapshot(&mut self, snap: Snapshot, events: &mut Vec<Event>) -> Result<(), String> {
+        let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
+        let state = StateMachine::decode_snapshot(snap.get_data())
+            .map_err(|e| format!("snapshot from the leader at index {index}: {e}"))?;
+        self.snapshotter
+            .save(index, term, snap.get_data())
+            .map_err(|e| format!("snapshot: {e}"))?;
+        self.wal.mark_snapshot(index, term);
+        self.wal.sync().map_err(|e| e.to_string())?;
+        self.node
+            .mut_store()
+            .mem
+            .wl()
+            .apply_snapshot(snap)
+            .map_err(|e| format!("raft: {e}"))?;
+        {
+            let mut sm = self.shared.sm.write().expect("state poisoned");
+            // Watchers on this member must still see every revision once: hand
+            // them what the snapshot skipped, from its history.
+            let from = sm.store.current_revision() + 1;
+            if let Ok(skipped) = state.store.events_since(&[0], &[0], from, 0) {
+                events.extend(skipped);
+            }
+            *sm = state;
+        }
+        self.shared.applied_index.store(index, Ordering::Release);
+        self.last_snapshot_index = index;
+        log::info!("installed the leader's snapshot at index {index} (term {term})");
+        self.membership_changed();
+        Ok(())
     }
 
     fn apply(&mut self, entries: Vec<Entry>, events: &mut Vec<Event>) {
@@ -306,38 +604,103 @@ impl ReadyLoop {
             return;
         }
         let term = self.node.raft.term;
+        let mut membership_changed = false;
         let mut sm = self.shared.sm.write().expect("state poisoned");
         for entry in entries {
-            sm.applied_index = entry.index;
-            sm.applied_term = entry.term;
-            if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
+            if entry.index <= sm.applied_index {
+                // Already part of the snapshot this member installed.
                 continue;
             }
-            let req = match InternalRequest::decode(entry.data.as_ref()) {
-                Ok(r) => r,
-                Err(e) => {
-                    // Every member decodes the same bytes, so skipping keeps
-                    // them identical; it can only come from a bug.
-                    log::error!("entry {} is not an InternalRequest: {e}", entry.index);
-                    continue;
+            sm.applied_index = entry.index;
+            sm.applied_term = entry.term;
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if !entry.data.is_empty() => {
+                    let req = match InternalRequest::decode(entry.data.as_ref()) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            // Every member decodes the same bytes, so skipping
+                            // keeps them identical; it can only come from a bug.
+                            log::error!("entry {} is not an InternalRequest: {e}", entry.index);
+                            continue;
+                        }
+                    };
+                    let Some(request) = req.request.as_ref() else {
+                        continue;
+                    };
+                    let result = sm.apply(request, events);
+                    if matches!(result, Ok(Outcome::Membership)) {
+                        membership_changed = true;
+                    }
+                    let revision = sm.store.current_revision();
+                    if let Some((reply, _)) = self.pending.remove(&req.id) {
+                        let _ = reply.send(result.map(|outcome| Applied {
+                            outcome,
+                            revision,
+                            term,
+                        }));
+                    }
                 }
-            };
-            let Some(request) = req.request.as_ref() else {
-                continue;
-            };
-            let result = sm.apply(request, events);
-            let revision = sm.store.current_revision();
-            if let Some(reply) = self.pending.remove(&req.id) {
-                let _ = reply.send(result.map(|outcome| Applied {
-                    outcome,
-                    revision,
-                    term,
-                }));
+                EntryType::EntryConfChange => {
+                    let Some((cc, ctx)) = decode_conf_change(&entry) else {
+                        continue;
+                    };
+                    let member = ctx.member.clone().unwrap_or_default();
+                    let change = match cc.get_change_type() {
+                        ConfChangeType::RemoveNode => Change::Remove(cc.node_id),
+                        ConfChangeType::AddNode
+                            if sm.membership.get(cc.node_id).is_some_and(|m| m.is_learner) =>
+                        {
+                            Change::Promote(cc.node_id)
+                        }
+                        _ => Change::Add(member),
+                    };
+                    // Checked again here: another change may have committed
+                    // since this one was proposed.
+                    let result = sm.membership.check(&change).map(|()| {
+                        sm.membership.apply(&change);
+                        if let Err(e) = self.node.apply_conf_change(&cc) {
+                            log::error!("raft refused conf change at {}: {e}", entry.index);
+                        }
+                        membership_changed = true;
+                        Applied {
+                            outcome: Outcome::Membership,
+                            revision: sm.store.current_revision(),
+                            term,
+                        }
+                    });
+                    if let Some((reply, _)) = self.pending.remove(&ctx.id) {
+                        let _ = reply.send(result);
+                    }
+                }
+                _ => {}
             }
         }
         self.shared
             .applied_index
             .store(sm.applied_index, Ordering::Release);
+        drop(sm);
+        if membership_changed {
+            self.membership_changed();
+        }
+    }
+
+    /// Points the transport at the current members; stops this member once it
+    /// has been removed (etcd: "the member has been permanently removed").
+    fn membership_changed(&mut self) {
+        let (members, removed): (Vec<MemberRecord>, bool) = {
+            let sm = self.shared.sm.read().expect("state poisoned");
+            (
+                sm.membership.members().cloned().collect(),
+                sm.membership.is_removed(self.cfg.id),
+            )
+        };
+        if let Some(t) = &self.transport {
+            t.set_peers(&members);
+        }
+        if removed && !self.shared.removed.swap(true, Ordering::AcqRel) {
+            log::warn!("the member has been permanently removed from the cluster");
+            self.bridge.push(Item::Removed);
+        }
     }
 
     /// One bridge item per turn, whatever the number of revisions in it.
@@ -377,11 +740,11 @@ impl ReadyLoop {
     }
 
     fn retry_stalled(&mut self) {
-        if self.stalled.is_empty() || self.node.raft.state != StateRole::Leader {
+        if self.stalled.is_empty() || !self.leader_known() {
             return;
         }
         for s in std::mem::take(&mut self.stalled) {
-            self.propose(s.request, s.reply, s.deadline);
+            self.propose(s.proposal, s.id, s.reply, s.deadline);
         }
     }
 
@@ -408,7 +771,7 @@ impl ReadyLoop {
         self.wal.release_to(applied).map_err(|e| e.to_string())?;
         let _ = self.snapshotter.purge(5);
         let keep_from = applied.saturating_sub(SNAPSHOT_CATCH_UP_ENTRIES).max(1);
-        let _ = self.node.mut_store().wl().compact(keep_from);
+        let _ = self.node.mut_store().mem.wl().compact(keep_from);
         self.last_snapshot_index = applied;
         log::info!("saved snapshot at index {applied}");
         Ok(())
@@ -417,7 +780,7 @@ impl ReadyLoop {
     fn shutdown(&mut self) {
         // Whatever is durable stays; nobody waits on what was not.
         let _ = self.wal.sync();
-        for (_, reply) in self.pending.drain() {
+        for (_, (reply, _)) in self.pending.drain() {
             let _ = reply.send(Err(errors::stopped()));
         }
         for s in self.stalled.drain(..) {
@@ -426,14 +789,40 @@ impl ReadyLoop {
         for w in self.read_waiters.drain(..) {
             let _ = w.send(Err(errors::stopped()));
         }
-        for (_, ws) in self.reads_in_raft.drain() {
-            for w in ws {
+        for (_, b) in self.reads_in_raft.drain() {
+            for w in b.waiters {
                 let _ = w.send(Err(errors::stopped()));
             }
         }
         for (_, w) in self.reads_to_apply.drain(..) {
             let _ = w.send(Err(errors::stopped()));
         }
+        for t in self.transfers.drain(..) {
+            let _ = t.reply.send(Err(errors::stopped()));
+        }
+        if let Some(t) = &self.transport {
+            t.stop();
+        }
         self.shared.stopped.store(true, Ordering::Release);
+    }
+}
+
+fn decode_conf_change(entry: &Entry) -> Option<(ConfChange, ConfChangeContext)> {
+    let cc = match ConfChange::parse_from_bytes(&entry.data) {
+        Ok(cc) => cc,
+        Err(e) => {
+            log::error!("entry {} is not a ConfChange: {e}", entry.index);
+            return None;
+        }
+    };
+    match ConfChangeContext::decode(cc.context.as_ref()) {
+        Ok(ctx) => Some((cc, ctx)),
+        Err(e) => {
+            log::error!(
+                "conf change at {} has no readable context: {e}",
+                entry.index
+            );
+            None
+        }
     }
 }

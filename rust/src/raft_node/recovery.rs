@@ -1,13 +1,19 @@
 //! Start-up: the newest valid snapshot, then the WAL replayed on top of it,
 //! rebuilding the state machine and raft-rs's in-memory log.
+//!
+//! A fresh data dir is bootstrapped first. A member of a new cluster writes the
+//! initial membership as a snapshot at index 1 (every initial member writes the
+//! same one), so Raft's log starts at index 2 and a member that joins later is
+//! always brought up by a snapshot, which carries the configuration. A member
+//! joining a running cluster starts empty and waits for that snapshot.
 
 use prost::Message as _;
 use protobuf::Message as _;
-use raft::prelude::{ConfState, Config, Entry, HardState, Snapshot};
+use raft::prelude::{Entry, HardState, Snapshot};
 use raft::storage::MemStorage;
-use raft::RawNode;
 
-use super::NodeConfig;
+use super::{Bootstrap, NodeConfig};
+use crate::membership::Membership;
 use crate::pb::internal::WalMetadata;
 use crate::snap::Snapshotter;
 use crate::state_machine::StateMachine;
@@ -27,10 +33,17 @@ impl std::error::Error for RecoveryError {}
 
 pub(super) struct Recovered {
     pub state: StateMachine,
-    pub node: RawNode<MemStorage>,
+    pub storage: MemStorage,
     pub wal: Wal,
     pub snapshotter: Snapshotter,
+    /// This member's id and its cluster's: the WAL's once it has one.
+    pub id: u64,
+    pub cluster_id: u64,
 }
+
+/// The index and term of the bootstrap snapshot of a new cluster.
+const BOOTSTRAP_INDEX: u64 = 1;
+const BOOTSTRAP_TERM: u64 = 1;
 
 pub(super) fn recover(cfg: &NodeConfig) -> Result<Recovered, RecoveryError> {
     let member_dir = cfg.data_dir.join("member");
@@ -39,10 +52,34 @@ pub(super) fn recover(cfg: &NodeConfig) -> Result<Recovered, RecoveryError> {
         .map_err(|e| RecoveryError(format!("cannot create {}: {e}", snap_dir.display())))?;
     let snapshotter = Snapshotter::new(&snap_dir);
 
-    let (mut state, snap_term) = match snapshotter
+    let metadata = WalMetadata {
+        member_id: cfg.id,
+        cluster_id: cfg.cluster_id,
+        name: cfg.name.clone(),
+    }
+    .encode_to_vec();
+    let (mut wal, replay) = Wal::open(&member_dir.join("wal"), &metadata, WalOptions::default())
+        .map_err(|e| RecoveryError(e.to_string()))?;
+    let (id, cluster_id) = match replay.metadata.as_deref() {
+        Some(meta) => {
+            let meta = WalMetadata::decode(meta)
+                .map_err(|e| RecoveryError(format!("wal: unreadable metadata: {e}")))?;
+            (meta.member_id, meta.cluster_id)
+        }
+        None => (cfg.id, cfg.cluster_id),
+    };
+    if let Some((path, offset)) = &replay.repaired_tail {
+        log::warn!(
+            "wal: repaired a torn write at the tail of {} (truncated at offset {offset})",
+            path.display()
+        );
+    }
+
+    let newest = snapshotter
         .load_newest()
-        .map_err(|e| RecoveryError(e.to_string()))?
-    {
+        .map_err(|e| RecoveryError(e.to_string()))?;
+    let fresh = newest.is_none() && replay.entries.is_empty() && replay.hard_state.is_none();
+    let (mut state, snap_term) = match newest {
         Some(s) => {
             let sm = StateMachine::decode_snapshot(&s.data).map_err(|e| {
                 RecoveryError(format!("snapshot at index {} is unreadable: {e}", s.index))
@@ -52,48 +89,44 @@ pub(super) fn recover(cfg: &NodeConfig) -> Result<Recovered, RecoveryError> {
         None => (StateMachine::new(), 0),
     };
 
-    let metadata = WalMetadata {
-        member_id: cfg.id,
-        cluster_id: cfg.cluster_id,
-        name: cfg.name.clone(),
-    }
-    .encode_to_vec();
-    let (wal, replay) = Wal::open(&member_dir.join("wal"), &metadata, WalOptions::default())
-        .map_err(|e| RecoveryError(e.to_string()))?;
-    if let Some(meta) = replay.metadata.as_deref() {
-        let meta = WalMetadata::decode(meta)
-            .map_err(|e| RecoveryError(format!("wal: unreadable metadata: {e}")))?;
-        if meta.member_id != cfg.id {
-            return Err(RecoveryError(format!(
-                "data dir {} belongs to member {:x} ({}), not {:x} ({}): check --initial-advertise-peer-urls and --initial-cluster-token",
-                cfg.data_dir.display(),
-                meta.member_id,
-                meta.name,
-                cfg.id,
-                cfg.name
-            )));
+    let storage = MemStorage::new();
+    if fresh {
+        match &cfg.bootstrap {
+            Bootstrap::New(members) => {
+                state.membership = Membership::new(cluster_id, members.clone());
+                state.applied_index = BOOTSTRAP_INDEX;
+                state.applied_term = BOOTSTRAP_TERM;
+                snapshotter
+                    .save(BOOTSTRAP_INDEX, BOOTSTRAP_TERM, &state.encode_snapshot())
+                    .map_err(|e| RecoveryError(format!("bootstrap snapshot: {e}")))?;
+                wal.mark_snapshot(BOOTSTRAP_INDEX, BOOTSTRAP_TERM);
+                let hs = HardState {
+                    term: BOOTSTRAP_TERM,
+                    commit: BOOTSTRAP_INDEX,
+                    ..Default::default()
+                };
+                wal.set_hard_state(&hs.write_to_bytes().expect("hard state encodes"));
+                wal.sync().map_err(|e| RecoveryError(e.to_string()))?;
+            }
+            Bootstrap::Join(members) => {
+                // Known peers to talk to until the leader's snapshot arrives;
+                // no Raft configuration, so this member cannot campaign.
+                state.membership = Membership::new(cluster_id, members.clone());
+                wal.sync().map_err(|e| RecoveryError(e.to_string()))?;
+            }
         }
     }
-    if let Some((path, offset)) = &replay.repaired_tail {
-        log::warn!(
-            "wal: repaired a torn write at the tail of {} (truncated at offset {offset})",
-            path.display()
-        );
-    }
 
-    let storage = MemStorage::new();
-    let conf_state = ConfState::from((cfg.voters.clone(), vec![]));
     if state.applied_index > 0 {
         let mut snap = Snapshot::default();
         snap.mut_metadata().index = state.applied_index;
         snap.mut_metadata().term = snap_term.max(state.applied_term);
-        snap.mut_metadata().set_conf_state(conf_state);
+        snap.mut_metadata()
+            .set_conf_state(state.membership.conf_state());
         storage
             .wl()
             .apply_snapshot(snap)
             .map_err(|e| RecoveryError(format!("raft: {e}")))?;
-    } else {
-        storage.initialize_with_conf_state(conf_state);
     }
 
     let mut entries = Vec::with_capacity(replay.entries.len());
@@ -120,35 +153,36 @@ pub(super) fn recover(cfg: &NodeConfig) -> Result<Recovered, RecoveryError> {
         .wl()
         .append(&entries)
         .map_err(|e| RecoveryError(format!("raft: {e}")))?;
-    if let Some(hs) = replay.hard_state.as_deref() {
-        let mut hs = HardState::parse_from_bytes(hs)
-            .map_err(|e| RecoveryError(format!("wal: unreadable hard state: {e}")))?;
+    let hs = if fresh {
+        Some(HardState {
+            term: state.applied_term,
+            commit: state.applied_index,
+            ..Default::default()
+        })
+    } else {
+        replay
+            .hard_state
+            .as_deref()
+            .map(HardState::parse_from_bytes)
+            .transpose()
+            .map_err(|e| RecoveryError(format!("wal: unreadable hard state: {e}")))?
+    };
+    if let Some(mut hs) = hs {
         let last = raft::Storage::last_index(&storage).unwrap_or_default();
         hs.commit = hs
             .commit
             .clamp(state.applied_index, last.max(state.applied_index));
+        hs.term = hs.term.max(snap_term).max(state.applied_term);
         storage.wl().set_hardstate(hs);
     }
     state.applied_term = state.applied_term.max(snap_term);
 
-    let raft_cfg = Config {
-        id: cfg.id,
-        election_tick: cfg.election_ticks,
-        heartbeat_tick: 1,
-        applied: state.applied_index,
-        max_size_per_msg: 1024 * 1024,
-        max_inflight_msgs: 256,
-        check_quorum: true,
-        pre_vote: true,
-        ..Default::default()
-    };
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let node = RawNode::new(&raft_cfg, storage, &logger)
-        .map_err(|e| RecoveryError(format!("raft: {e}")))?;
     Ok(Recovered {
         state,
-        node,
+        storage,
         wal,
         snapshotter,
+        id,
+        cluster_id,
     })
 }

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Node, NodeConfig};
+use super::{Bootstrap, Node, NodeConfig};
 use crate::bridge::{Bridge, Item};
 use crate::pb::etcdserverpb::{PutRequest, RangeRequest};
 use crate::pb::internal::internal_request::Request;
+use crate::pb::internal::MemberRecord;
 use crate::state_machine::Outcome;
 
 fn config(dir: &std::path::Path, snapshot_count: u64) -> NodeConfig {
@@ -16,7 +17,11 @@ fn config(dir: &std::path::Path, snapshot_count: u64) -> NodeConfig {
         id: 7,
         cluster_id: 9,
         name: "t".into(),
-        voters: vec![7],
+        bootstrap: Bootstrap::New(vec![MemberRecord {
+            id: 7,
+            name: "t".into(),
+            ..Default::default()
+        }]),
         data_dir: dir.to_path_buf(),
         heartbeat: Duration::from_millis(10),
         election_ticks: 10,
@@ -48,7 +53,12 @@ fn value_of(node: &Node, key: &str) -> Option<Vec<u8>> {
 #[test]
 fn proposal_is_applied_and_answered_with_its_revision() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = Node::start(config(dir.path(), 1000), Arc::new(Bridge::new().unwrap())).unwrap();
+    let mut node = Node::start(
+        config(dir.path(), 1000),
+        Arc::new(Bridge::new().unwrap()),
+        None,
+    )
+    .unwrap();
     let applied = node.handle().propose_blocking(put("a", "1")).unwrap();
     assert!(matches!(applied.outcome, Outcome::Put(_)));
     assert_eq!(applied.revision, 2);
@@ -62,7 +72,7 @@ fn applied_events_reach_the_bridge_in_one_item_per_batch() {
     let dir = tempfile::tempdir().unwrap();
     let bridge = Arc::new(Bridge::new().unwrap());
     bridge.set_event_feed(true);
-    let mut node = Node::start(config(dir.path(), 1000), bridge.clone()).unwrap();
+    let mut node = Node::start(config(dir.path(), 1000), bridge.clone(), None).unwrap();
     node.handle().propose_blocking(put("a", "1")).unwrap();
     node.stop();
     let revisions: Vec<i64> = bridge
@@ -80,7 +90,7 @@ fn applied_events_reach_the_bridge_in_one_item_per_batch() {
 fn no_event_batches_while_the_feed_is_off() {
     let dir = tempfile::tempdir().unwrap();
     let bridge = Arc::new(Bridge::new().unwrap());
-    let mut node = Node::start(config(dir.path(), 1000), bridge.clone()).unwrap();
+    let mut node = Node::start(config(dir.path(), 1000), bridge.clone(), None).unwrap();
     node.handle().propose_blocking(put("a", "1")).unwrap();
     node.stop();
     assert!(!bridge
@@ -93,8 +103,12 @@ fn no_event_batches_while_the_feed_is_off() {
 fn restart_recovers_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut node =
-            Node::start(config(dir.path(), 1000), Arc::new(Bridge::new().unwrap())).unwrap();
+        let mut node = Node::start(
+            config(dir.path(), 1000),
+            Arc::new(Bridge::new().unwrap()),
+            None,
+        )
+        .unwrap();
         for i in 0..50 {
             node.handle()
                 .propose_blocking(put(&format!("k{i}"), &i.to_string()))
@@ -102,7 +116,12 @@ fn restart_recovers_every_acknowledged_write() {
         }
         node.stop();
     }
-    let mut node = Node::start(config(dir.path(), 1000), Arc::new(Bridge::new().unwrap())).unwrap();
+    let mut node = Node::start(
+        config(dir.path(), 1000),
+        Arc::new(Bridge::new().unwrap()),
+        None,
+    )
+    .unwrap();
     // Committed entries are re-applied by the loop; a proposal after them
     // proves the log was replayed.
     let applied = node.handle().propose_blocking(put("after", "x")).unwrap();
@@ -115,8 +134,12 @@ fn restart_recovers_every_acknowledged_write() {
 fn restart_after_snapshots_recovers_state_and_releases_wal() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut node =
-            Node::start(config(dir.path(), 10), Arc::new(Bridge::new().unwrap())).unwrap();
+        let mut node = Node::start(
+            config(dir.path(), 10),
+            Arc::new(Bridge::new().unwrap()),
+            None,
+        )
+        .unwrap();
         for i in 0..45 {
             node.handle()
                 .propose_blocking(put(&format!("k{i}"), &i.to_string()))
@@ -128,7 +151,12 @@ fn restart_after_snapshots_recovers_state_and_releases_wal() {
         .unwrap()
         .count();
     assert!(snaps >= 1, "a snapshot was saved");
-    let mut node = Node::start(config(dir.path(), 10), Arc::new(Bridge::new().unwrap())).unwrap();
+    let mut node = Node::start(
+        config(dir.path(), 10),
+        Arc::new(Bridge::new().unwrap()),
+        None,
+    )
+    .unwrap();
     let applied = node.handle().propose_blocking(put("after", "x")).unwrap();
     assert_eq!(applied.revision, 47);
     assert_eq!(value_of(&node, "k0"), Some(b"0".to_vec()));

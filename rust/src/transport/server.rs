@@ -1,0 +1,155 @@
+//! The receiving side: the `Peer` gRPC service on --listen-peer-urls.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use protobuf::Message as _;
+use raft::prelude::Message;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::sender::{connect, MAX_PEER_MESSAGE_BYTES};
+use super::Transport;
+use crate::pb::internal::MemberRecord;
+use crate::pb::peer::peer_server::{Peer, PeerServer};
+use crate::pb::peer::{ClusterRequest, ClusterResponse, PeerAck, RaftBatch, SnapshotChunk};
+use crate::raft_node::Msg;
+
+const CLUSTER_ID_MISMATCH: &str = "etcdserver: cluster ID mismatch";
+
+struct PeerService {
+    t: Arc<Transport>,
+}
+
+impl PeerService {
+    fn check_cluster(&self, cluster_id: u64, from: u64) -> Result<(), Status> {
+        if cluster_id != self.t.cluster_id() {
+            log::warn!(
+                "refused a peer connection from {from:x}: cluster {cluster_id:x} is not {:x}",
+                self.t.cluster_id()
+            );
+            return Err(Status::failed_precondition(CLUSTER_ID_MISMATCH));
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn raft(
+        &self,
+        request: Request<Streaming<RaftBatch>>,
+    ) -> Result<Response<PeerAck>, Status> {
+        let mut stream = request.into_inner();
+        while let Some(batch) = stream.message().await? {
+            self.check_cluster(batch.cluster_id, batch.from)?;
+            for bytes in &batch.messages {
+                match Message::parse_from_bytes(bytes) {
+                    Ok(m) => self.t.deliver(Msg::Raft(Box::new(m))),
+                    Err(e) => return Err(Status::invalid_argument(format!("bad message: {e}"))),
+                }
+            }
+        }
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<PeerAck>, Status> {
+        let mut stream = request.into_inner();
+        let mut message: Option<Message> = None;
+        let mut data = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            self.check_cluster(chunk.cluster_id, chunk.from)?;
+            if message.is_none() {
+                let m = Message::parse_from_bytes(&chunk.message)
+                    .map_err(|e| Status::invalid_argument(format!("bad snapshot message: {e}")))?;
+                message = Some(m);
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        let mut m = message.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        log::info!(
+            "received snapshot ({} bytes) at index {} from {:x}",
+            data.len(),
+            m.get_snapshot().get_metadata().index,
+            m.from
+        );
+        m.mut_snapshot().data = data.into();
+        self.t.deliver(Msg::Raft(Box::new(m)));
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn cluster(
+        &self,
+        _request: Request<ClusterRequest>,
+    ) -> Result<Response<ClusterResponse>, Status> {
+        let link = self.t.link().ok_or_else(crate::errors::stopped)?;
+        let sm = link.shared.sm.read().expect("state poisoned");
+        Ok(Response::new(ClusterResponse {
+            cluster_id: sm.membership.cluster_id,
+            members: sm.membership.members().cloned().collect(),
+        }))
+    }
+}
+
+/// Binds every peer address now (so start-up fails loudly on a taken port) and
+/// serves the peer service until `shutdown` flips to true.
+pub async fn serve(
+    addrs: Vec<SocketAddr>,
+    t: Arc<Transport>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    for addr in addrs {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("listen tcp {addr}: bind: {e}")))?;
+        let incoming = TcpIncoming::from_listener(l, true, None)
+            .map_err(|e| std::io::Error::other(format!("listener: {e}")))?;
+        let svc = PeerServer::new(PeerService { t: t.clone() })
+            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
+        let router = Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(3)))
+            .add_service(svc);
+        let mut stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let signal = async move {
+                while !*stop.borrow() {
+                    if stop.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
+                log::error!("peer server stopped: {e}");
+            }
+        }));
+    }
+    Ok(tasks)
+}
+
+/// Asks the given peers for the cluster (id and members): how a member started
+/// with --initial-cluster-state existing finds out what it is joining.
+pub async fn fetch_cluster(peer_urls: &[String]) -> Result<(u64, Vec<MemberRecord>), String> {
+    let mut last = String::from("no peers to ask");
+    for url in peer_urls {
+        match connect(std::slice::from_ref(url), None).await {
+            Ok(mut c) => match c.cluster(ClusterRequest {}).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    return Ok((r.cluster_id, r.members));
+                }
+                Err(e) => last = format!("{url}: {}", e.message()),
+            },
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
