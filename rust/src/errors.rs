@@ -20,6 +20,7 @@ pub const NO_LEADER: &str = "etcdserver: no leader";
 pub const STOPPED: &str = "etcdserver: server stopped";
 pub const TIMEOUT: &str = "etcdserver: request timed out";
 pub const NOT_LEADER: &str = "etcdserver: not leader";
+pub const NOT_FOR_LEARNER: &str = "etcdserver: rpc not supported for learner";
 pub const BAD_LEADER_TRANSFEREE: &str = "etcdserver: bad leader transferee";
 pub const MEMBER_EXISTS: &str = "etcdserver: member ID already exist";
 pub const PEER_URL_EXISTS: &str = "etcdserver: Peer URLs already exists";
@@ -45,6 +46,10 @@ pub fn stopped() -> Status {
 
 pub fn timed_out() -> Status {
     Status::new(Code::Unavailable, TIMEOUT)
+}
+
+pub fn not_for_learner() -> Status {
+    Status::new(Code::Unavailable, NOT_FOR_LEARNER)
 }
 
 pub fn not_leader() -> Status {

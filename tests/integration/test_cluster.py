@@ -175,6 +175,8 @@ def test_added_learner_joins_catches_up_and_is_promoted(tmp_path: Path, cluster:
         put(cluster.leader().endpoint, f"pre/{i}", str(i))
     new = cluster.add_member(tmp_path, "n4", 3, learner=True)
     wait_until(lambda: _serializable_count(new, "pre/") == 50, timeout=30)
+    refused = new.etcdctl("put", "from-learner", "x", check=False)
+    assert "etcdserver: rpc not supported for learner" in refused.stderr
     members = json.loads(cluster.etcdctl("member", "list", "-w", "json").stdout)["members"]
     learner = next(m for m in members if m.get("isLearner"))
     out = cluster.etcdctl("member", "promote", f"{learner['ID']:x}").stdout
@@ -262,3 +264,19 @@ def _serializable_count(m, prefix: str) -> int:  # noqa: ANN001
         return r.count
     except grpc.RpcError:
         return -1
+
+
+def test_five_members_survive_losing_two(tmp_path: Path) -> None:
+    c = Cluster.create(tmp_path, 5).start()
+    try:
+        put(c.leader().endpoint, "before", "1")
+        leader = c.leader()
+        leader.kill9()
+        c.followers()[0].kill9()
+        survivor = c.leader(timeout=20)
+        put(survivor.endpoint, "after", "2")
+        for m in c.running():
+            wait_until(lambda m=m: serializable_get(m, b"after") == b"2")
+            assert serializable_get(m, b"before") == b"1"
+    finally:
+        c.stop()

@@ -105,6 +105,8 @@ pub struct Shared {
     pub stopped: AtomicBool,
     /// This member was removed from the cluster: it must stop for good.
     pub removed: AtomicBool,
+    /// This member is a learner: it may serve only serializable reads.
+    pub learner: AtomicBool,
     pub leader_changes: AtomicU64,
 }
 
@@ -152,6 +154,7 @@ impl Node {
             applied_index: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             removed: AtomicBool::new(false),
+            learner: AtomicBool::new(false),
             leader_changes: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();

@@ -176,6 +176,7 @@ impl ReadyLoop {
     }
 
     pub(super) fn run(&mut self) {
+        self.membership_changed();
         // A lone voter need not wait out an election timeout.
         let voters = self
             .shared
@@ -687,13 +688,13 @@ impl ReadyLoop {
     /// Points the transport at the current members; stops this member once it
     /// has been removed (etcd: "the member has been permanently removed").
     fn membership_changed(&mut self) {
-        let (members, removed): (Vec<MemberRecord>, bool) = {
+        let (members, removed, learner) = {
             let sm = self.shared.sm.read().expect("state poisoned");
-            (
-                sm.membership.members().cloned().collect(),
-                sm.membership.is_removed(self.cfg.id),
-            )
+            let members: Vec<MemberRecord> = sm.membership.members().cloned().collect();
+            let learner = sm.membership.get(self.cfg.id).is_some_and(|m| m.is_learner);
+            (members, sm.membership.is_removed(self.cfg.id), learner)
         };
+        self.shared.learner.store(learner, Ordering::Release);
         if let Some(t) = &self.transport {
             t.set_peers(&members);
         }

@@ -1,6 +1,8 @@
 //! The KV service, served entirely in Rust: validation, Raft, the store, and
 //! the answer straight back on the wire.
 
+use std::sync::atomic::Ordering;
+
 use prost::Message;
 use tonic::{Request, Response, Status};
 
@@ -48,7 +50,21 @@ impl KvService {
     }
 
     async fn propose(&self, request: Internal) -> Result<Applied, Status> {
+        self.refuse_on_learner()?;
         self.node.propose(request).await
+    }
+
+    /// A learner has no say in Raft: etcd lets it answer serializable reads only.
+    fn refuse_on_learner(&self) -> Result<(), Status> {
+        if self.node.shared.learner.load(Ordering::Acquire) {
+            return Err(errors::not_for_learner());
+        }
+        Ok(())
+    }
+
+    async fn read_index(&self) -> Result<(), Status> {
+        self.refuse_on_learner()?;
+        self.node.read_index().await
     }
 }
 
@@ -62,7 +78,7 @@ impl Kv for KvService {
         let r = req.into_inner();
         validate::range(&r)?;
         if !r.serializable {
-            self.node.read_index().await?;
+            self.read_index().await?;
         }
         let sm = self.node.shared.sm.read().expect("state poisoned");
         let mut resp = sm.store.range(&r)?;
@@ -107,7 +123,7 @@ impl Kv for KvService {
         if validate::txn_is_read_only(&r) {
             // Reads need no Raft round, only a confirmed read point.
             if !validate::txn_is_serializable(&r) {
-                self.node.read_index().await?;
+                self.read_index().await?;
             }
             let mut sm = self.node.shared.sm.write().expect("state poisoned");
             let (mut t, _) = sm.store.txn(&r, &|_| true)?;
