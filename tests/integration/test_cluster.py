@@ -280,3 +280,39 @@ def test_five_members_survive_losing_two(tmp_path: Path) -> None:
             assert serializable_get(m, b"before") == b"1"
     finally:
         c.stop()
+
+
+def test_watch_on_a_follower_sees_every_event_once_across_a_leader_change(
+    cluster: Cluster,
+) -> None:
+    leader = cluster.leader()
+    follower = next(m for m in cluster.followers())
+    w = follower.etcdctl_popen("watch", "seq/", "--prefix")
+    try:
+        time.sleep(0.5)
+        for i in range(5):
+            put(leader.endpoint, f"seq/{i}", str(i))
+        leader.kill9()
+        new_leader = cluster.leader(timeout=20)
+        for i in range(5, 10):
+            put(new_leader.endpoint, f"seq/{i}", str(i))
+        lines = [w.stdout.readline().strip() for _ in range(30)]
+        assert lines == [x for i in range(10) for x in ("PUT", f"seq/{i}", str(i))]
+    finally:
+        w.kill()
+
+
+def test_a_new_leader_extends_leases_instead_of_expiring_them(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    lease = leader.etcdctl("lease", "grant", "4").stdout.split()[1]
+    leader.etcdctl("put", "survivor", "v", f"--lease={lease}")
+    leader.kill9()
+    new_leader = cluster.leader(timeout=20)
+    killed_at = time.monotonic()
+    # Remaining TTL restarts from the full TTL (plus an election timeout) on
+    # the new leader, so the key outlives the time the old leader had left.
+    ttl = new_leader.etcdctl("lease", "timetolive", lease).stdout
+    assert "remaining" in ttl
+    assert new_leader.etcdctl("get", "survivor", "--print-value-only").stdout == "v\n"
+    wait_until(lambda: serializable_get(new_leader, b"survivor") is None, timeout=20)
+    assert time.monotonic() - killed_at >= 3
