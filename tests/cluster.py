@@ -18,6 +18,7 @@ import grpc
 
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from harness import Member, etcd_bin, etcdcore_command, etcdctl, free_port
+from netproxy import Proxy
 
 
 def member_host(index: int) -> str:
@@ -182,8 +183,40 @@ def running_cluster(base: Path, size: int, **kw: object) -> Iterator[Cluster]:
         c.stop()
 
 
+class PartitionedCluster:
+    """A 3-member cluster whose peer links run through proxies: every member's
+    peers reach it through a :class:`netproxy.Proxy`. Isolating a member cuts its
+    proxy and blocks its address at every other member's proxy."""
+
+    def __init__(self, base: Path) -> None:
+        proxy_ports = [free_port() for _ in range(3)]
+        urls = [f"http://{member_host(i)}:{p}" for i, p in enumerate(proxy_ports)]
+        self.cluster = Cluster.create(base, 3, peer_urls=urls)
+        self.proxies = [
+            Proxy(member_host(i), proxy_ports[i], member_host(i), m.peer_port).start()
+            for i, m in enumerate(self.cluster.members)
+        ]
+
+    def isolate(self, m: Member) -> None:
+        i = self.cluster.members.index(m)
+        self.proxies[i].cut()
+        for j, p in enumerate(self.proxies):
+            if j != i:
+                p.block(m.host)
+
+    def heal(self) -> None:
+        for p in self.proxies:
+            p.heal()
+
+    def close(self) -> None:
+        self.cluster.stop()
+        for p in self.proxies:
+            p.stop()
+
+
 __all__ = [
     "Cluster",
+    "PartitionedCluster",
     "etcd_bin",
     "member_host",
     "running_cluster",

@@ -1,7 +1,6 @@
 """Partitions: a member cut off from the others by proxies on the peer links.
 
-Every member's peers reach it through a :class:`netproxy.Proxy`; isolating a
-member cuts its proxy and blocks its address at every other member's proxy.
+See :class:`cluster.PartitionedCluster` for how the links are cut.
 """
 
 from __future__ import annotations
@@ -13,39 +12,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from cluster import Cluster, member_host, serializable_get, status, wait_until
+from cluster import PartitionedCluster, serializable_get, status, wait_until
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from harness import Member, etcd_bin, free_port
-from netproxy import Proxy
-
-
-class PartitionedCluster:
-    """A 3-member cluster whose peer links run through proxies."""
-
-    def __init__(self, base: Path) -> None:
-        proxy_ports = [free_port() for _ in range(3)]
-        urls = [f"http://{member_host(i)}:{p}" for i, p in enumerate(proxy_ports)]
-        self.cluster = Cluster.create(base, 3, peer_urls=urls)
-        self.proxies = [
-            Proxy(member_host(i), proxy_ports[i], member_host(i), m.peer_port).start()
-            for i, m in enumerate(self.cluster.members)
-        ]
-
-    def isolate(self, m: Member) -> None:
-        i = self.cluster.members.index(m)
-        self.proxies[i].cut()
-        for j, p in enumerate(self.proxies):
-            if j != i:
-                p.block(m.host)
-
-    def heal(self) -> None:
-        for p in self.proxies:
-            p.heal()
-
-    def close(self) -> None:
-        self.cluster.stop()
-        for p in self.proxies:
-            p.stop()
+from harness import Member, etcd_bin
 
 
 @pytest.fixture
