@@ -32,8 +32,11 @@ from etcdcore.server.config import (
 from etcdcore.server.logs import LEVELS, configure_logging
 from etcdcore.services.cluster import ClusterService
 from etcdcore.services.compactor import Compactor
+from etcdcore.services.election import ElectionService
 from etcdcore.services.leader_client import LeaderClient
 from etcdcore.services.lessor import LeaseService, Lessor
+from etcdcore.services.lock import LockService
+from etcdcore.services.loopback import LoopbackKV
 from etcdcore.services.maintenance import MaintenanceService
 from etcdcore.services.watch_hub import GRPC_OVERHEAD_BYTES, WatchHub
 
@@ -78,6 +81,14 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
     )
 
 
+def loopback_target(listen_address: str) -> str:
+    """Where this process reaches its own client listener."""
+    host, _, port = listen_address.rpartition(":")
+    if host in ("0.0.0.0", "[::]", "::", ""):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
+
+
 def member_initialized(data_dir: str) -> bool:
     """Whether the data dir already holds a member (etcd: WAL files exist)."""
     wal = Path(data_dir) / "member" / "wal"
@@ -94,6 +105,9 @@ async def serve(core: Core, cfg: ServerConfig) -> None:
     LeaseService(core, lessor, leader).register(bridge)
     MaintenanceService(core).register(bridge)
     ClusterService(core, leader).register(bridge)
+    loopback = LoopbackKV(loopback_target(cfg.client_listen_addresses()[0]))
+    LockService(loopback).register(bridge)
+    ElectionService(loopback).register(bridge)
 
     stop = asyncio.Event()
     received: list[str] = []
@@ -137,6 +151,7 @@ async def serve(core: Core, cfg: ServerConfig) -> None:
         await bridge.shutdown()
         await lessor.stop()
         await leader.close()
+        await loopback.close()
     finally:
         bridge.detach(loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
