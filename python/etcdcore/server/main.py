@@ -13,7 +13,7 @@ import os
 import platform
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from etcdcore import ETCD_VERSION, __version__
@@ -95,9 +95,16 @@ def member_initialized(data_dir: str) -> bool:
     return wal.is_dir() and any(p.suffix == ".wal" for p in wal.iterdir())
 
 
-async def serve(core: Core, cfg: ServerConfig) -> None:
-    """Run the Python services on this loop until SIGTERM or SIGINT."""
+async def serve(
+    core: Core,
+    cfg: ServerConfig,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Run the Python services on this loop until SIGTERM or SIGINT, or until
+    ``stop`` is set when given (an embedded member, which owns no signals)."""
     loop = asyncio.get_running_loop()
+    handle_signals = stop is None
     bridge = Bridge(core)
     lessor = Lessor(core, election_timeout_ms=cfg.election_timeout)
     WatchHub(core, max_response_bytes=cfg.max_request_bytes + GRPC_OVERHEAD_BYTES).register(bridge)
@@ -109,7 +116,8 @@ async def serve(core: Core, cfg: ServerConfig) -> None:
     LockService(loopback).register(bridge)
     ElectionService(loopback).register(bridge)
 
-    stop = asyncio.Event()
+    if stop is None:
+        stop = asyncio.Event()
     received: list[str] = []
 
     def on_signal(sig: signal.Signals) -> None:
@@ -125,8 +133,9 @@ async def serve(core: Core, cfg: ServerConfig) -> None:
         stop.set()
 
     bridge.on_removed(on_removed)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
+    if handle_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig)
     bridge.attach(loop)
     lessor.start()
     compaction: asyncio.Task[None] | None = None
@@ -140,6 +149,8 @@ async def serve(core: Core, cfg: ServerConfig) -> None:
             "serving client traffic insecurely; this is strongly discouraged!",
             extra=_fields(address=addr),
         )
+    if on_ready is not None:
+        on_ready()
     try:
         await stop.wait()
         log.info(
@@ -154,8 +165,9 @@ async def serve(core: Core, cfg: ServerConfig) -> None:
         await loopback.close()
     finally:
         bridge.detach(loop)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
 
 
 def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
