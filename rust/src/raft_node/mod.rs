@@ -91,6 +91,8 @@ pub(crate) enum Msg {
         to: u64,
         ok: bool,
     },
+    /// A peer refused us: this member was removed from the cluster.
+    Removed,
     Stop,
 }
 

@@ -255,6 +255,7 @@ impl ReadyLoop {
                 };
                 self.node.report_snapshot(to, status);
             }
+            Msg::Removed => self.mark_removed(),
             Msg::Stop => self.stopping = true,
         }
     }
@@ -698,7 +699,13 @@ impl ReadyLoop {
         if let Some(t) = &self.transport {
             t.set_peers(&members);
         }
-        if removed && !self.shared.removed.swap(true, Ordering::AcqRel) {
+        if removed {
+            self.mark_removed();
+        }
+    }
+
+    fn mark_removed(&mut self) {
+        if !self.shared.removed.swap(true, Ordering::AcqRel) {
             log::warn!("the member has been permanently removed from the cluster");
             self.bridge.push(Item::Removed);
         }

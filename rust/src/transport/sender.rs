@@ -12,6 +12,7 @@ use tokio::sync::mpsc as tmpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use super::server::MEMBER_REMOVED;
 use super::Transport;
 use crate::pb::peer::peer_client::PeerClient;
 use crate::pb::peer::{RaftBatch, SnapshotChunk};
@@ -136,6 +137,10 @@ pub(super) async fn run(
                 }
                 r = &mut call => {
                     if let Ok(Err(status)) = r {
+                        if status.message() == MEMBER_REMOVED {
+                            t.deliver(Msg::Removed);
+                            return;
+                        }
                         log::debug!("raft stream to {to:x} ended: {status}");
                     }
                     break;

@@ -19,6 +19,8 @@ use crate::pb::peer::{ClusterRequest, ClusterResponse, PeerAck, RaftBatch, Snaps
 use crate::raft_node::Msg;
 
 const CLUSTER_ID_MISMATCH: &str = "etcdserver: cluster ID mismatch";
+/// What a removed member hears from the others (etcd answers it 410 Gone).
+pub(super) const MEMBER_REMOVED: &str = "the member has been permanently removed from the cluster";
 
 struct PeerService {
     t: Arc<Transport>,
@@ -32,6 +34,14 @@ impl PeerService {
                 self.t.cluster_id()
             );
             return Err(Status::failed_precondition(CLUSTER_ID_MISMATCH));
+        }
+        // The leader stops talking to a member once its removal is applied, so
+        // the removed member may never learn the removal committed: tell it.
+        if let Some(link) = self.t.link() {
+            let sm = link.shared.sm.read().expect("state poisoned");
+            if sm.membership.is_removed(from) {
+                return Err(Status::permission_denied(MEMBER_REMOVED));
+            }
         }
         Ok(())
     }
