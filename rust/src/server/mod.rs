@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::transport::server::Router;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
@@ -23,6 +24,39 @@ pub use kv::Limits;
 /// gRPC framing on top of --max-request-bytes, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
+/// Binds `addr` now, so start-up fails loudly on a taken port.
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("listen tcp {addr}: bind: {e}")))
+}
+
+/// Serves `router` on `listener` until `shutdown` flips to true.
+pub(crate) fn spawn_router(
+    router: Router,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    // TCP_NODELAY must be set on each accepted socket here: the builder's
+    // tcp_nodelay only applies to listeners tonic binds itself, and Nagle
+    // plus delayed ACKs costs small responses 40 ms.
+    let incoming = TcpIncoming::from_listener(listener, true, None)
+        .map_err(|e| std::io::Error::other(format!("listener: {e}")))?;
+    Ok(tokio::spawn(async move {
+        let signal = async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
+            log::error!("{what} server stopped: {e}");
+        }
+    }))
+}
+
 /// Binds every address now (so start-up fails loudly on a taken port) and
 /// serves them on the current runtime until `shutdown` flips to true.
 pub async fn serve(
@@ -34,10 +68,7 @@ pub async fn serve(
 ) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut listeners = Vec::new();
     for addr in addrs {
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("listen tcp {addr}: bind: {e}")))?;
-        listeners.push(l);
+        listeners.push(bind(addr).await?);
     }
     let max_decoding = limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let mut tasks = Vec::new();
@@ -63,24 +94,7 @@ pub async fn serve(
                 bridge.clone(),
                 max_decoding,
             ));
-        let mut stop = shutdown.clone();
-        // TCP_NODELAY must be set on each accepted socket here: the builder's
-        // tcp_nodelay only applies to listeners tonic binds itself, and Nagle
-        // plus delayed ACKs costs small responses 40 ms.
-        let incoming = TcpIncoming::from_listener(l, true, None)
-            .map_err(|e| std::io::Error::other(format!("listener: {e}")))?;
-        tasks.push(tokio::spawn(async move {
-            let signal = async move {
-                while !*stop.borrow() {
-                    if stop.changed().await.is_err() {
-                        break;
-                    }
-                }
-            };
-            if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
-                log::error!("grpc server stopped: {e}");
-            }
-        }));
+        tasks.push(spawn_router(router, l, shutdown.clone(), "grpc")?);
     }
     Ok(tasks)
 }

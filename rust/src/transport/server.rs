@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use protobuf::Message as _;
 use raft::prelude::Message;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -116,11 +114,7 @@ pub async fn serve(
 ) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
     for addr in addrs {
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("listen tcp {addr}: bind: {e}")))?;
-        let incoming = TcpIncoming::from_listener(l, true, None)
-            .map_err(|e| std::io::Error::other(format!("listener: {e}")))?;
+        let l = crate::server::bind(addr).await?;
         let svc = PeerServer::new(PeerService { t: t.clone() })
             .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
@@ -128,19 +122,12 @@ pub async fn serve(
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
             .http2_keepalive_timeout(Some(std::time::Duration::from_secs(3)))
             .add_service(svc);
-        let mut stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let signal = async move {
-                while !*stop.borrow() {
-                    if stop.changed().await.is_err() {
-                        break;
-                    }
-                }
-            };
-            if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
-                log::error!("peer server stopped: {e}");
-            }
-        }));
+        tasks.push(crate::server::spawn_router(
+            router,
+            l,
+            shutdown.clone(),
+            "peer",
+        )?);
     }
     Ok(tasks)
 }
