@@ -10,8 +10,6 @@ from etcdcore.embed import EmbeddedMember
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from harness import etcdctl
 
-pytest_plugins = ["etcdcore.pytest_plugin"]
-
 
 def test_embedded_member_serves_etcdctl(tmp_path: Path) -> None:
     with EmbeddedMember(tmp_path / "m") as m:
