@@ -1,0 +1,53 @@
+"""Client-side errors: etcd's gRPC status and message, with typed subclasses
+for the ones applications handle."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class EtcdError(Exception):
+    """An error answer from the server: gRPC status code and etcd's message."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+class CompactedError(EtcdError):
+    """The requested revision was compacted away (``compact_revision`` tells
+    the oldest revision still available, when known)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, compact_revision: int = 0) -> None:
+        super().__init__(code, message)
+        self.compact_revision = compact_revision
+
+
+class LeaseNotFoundError(EtcdError):
+    """The lease does not exist (never granted, revoked or expired)."""
+
+
+class NoLeaderError(EtcdError):
+    """The member has no leader (cut off from the cluster, or electing)."""
+
+
+class UnavailableError(EtcdError):
+    """No endpoint could be reached."""
+
+
+_BY_MESSAGE: dict[str, type[EtcdError]] = {
+    "etcdserver: mvcc: required revision has been compacted": CompactedError,
+    "etcdserver: requested lease not found": LeaseNotFoundError,
+    "etcdserver: no leader": NoLeaderError,
+}
+
+
+def from_rpc_error(e: grpc.RpcError) -> EtcdError:
+    """The typed error for a failed call."""
+    code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
+    message = (e.details() if hasattr(e, "details") else str(e)) or ""
+    cls = _BY_MESSAGE.get(message, EtcdError)
+    if code == grpc.StatusCode.UNAVAILABLE and cls is EtcdError:
+        cls = UnavailableError
+    return cls(code, message)

@@ -1,0 +1,208 @@
+"""Request building and response parsing, shared by the sync and async clients
+so both speak exactly the same protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from etcdcore.proto.etcdserverpb import rpc_pb2
+
+from .types import DeleteResult, GetResult, KeyValue, PutResult, TxnResult
+
+Bytesish = bytes | str
+
+_SORT_ORDER = {None: 0, "ascend": 1, "descend": 2}
+_SORT_TARGET = {None: 0, "key": 0, "version": 1, "create": 2, "mod": 3, "value": 4}
+
+
+def to_bytes(b: Bytesish) -> bytes:
+    return b.encode() if isinstance(b, str) else b
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The range end covering every key that starts with ``prefix``."""
+    end = bytearray(prefix)
+    while end:
+        if end[-1] < 0xFF:
+            end[-1] += 1
+            return bytes(end)
+        end.pop()
+    return b"\0"
+
+
+def key_range(key: Bytesish, prefix: bool, range_end: Bytesish | None) -> tuple[bytes, bytes]:
+    k = to_bytes(key)
+    if prefix:
+        return k, prefix_end(k)
+    return k, to_bytes(range_end) if range_end is not None else b""
+
+
+def range_request(
+    key: Bytesish,
+    *,
+    prefix: bool = False,
+    range_end: Bytesish | None = None,
+    limit: int = 0,
+    revision: int = 0,
+    serializable: bool = False,
+    keys_only: bool = False,
+    count_only: bool = False,
+    sort_order: Literal["ascend", "descend"] | None = None,
+    sort_target: Literal["key", "version", "create", "mod", "value"] | None = None,
+) -> rpc_pb2.RangeRequest:
+    k, end = key_range(key, prefix, range_end)
+    return rpc_pb2.RangeRequest(
+        key=k,
+        range_end=end,
+        limit=limit,
+        revision=revision,
+        serializable=serializable,
+        keys_only=keys_only,
+        count_only=count_only,
+        sort_order=_SORT_ORDER[sort_order],
+        sort_target=_SORT_TARGET[sort_target],
+    )
+
+
+def put_request(
+    key: Bytesish, value: Bytesish, *, lease: int = 0, prev_kv: bool = False
+) -> rpc_pb2.PutRequest:
+    return rpc_pb2.PutRequest(
+        key=to_bytes(key), value=to_bytes(value), lease=lease, prev_kv=prev_kv
+    )
+
+
+def delete_request(
+    key: Bytesish, *, prefix: bool = False, range_end: Bytesish | None = None, prev_kv: bool = False
+) -> rpc_pb2.DeleteRangeRequest:
+    k, end = key_range(key, prefix, range_end)
+    return rpc_pb2.DeleteRangeRequest(key=k, range_end=end, prev_kv=prev_kv)
+
+
+def get_result(r: rpc_pb2.RangeResponse) -> GetResult:
+    return GetResult([KeyValue.from_pb(kv) for kv in r.kvs], r.count, r.more, r.header.revision)
+
+
+def put_result(r: rpc_pb2.PutResponse) -> PutResult:
+    return PutResult(
+        r.header.revision, KeyValue.from_pb(r.prev_kv) if r.HasField("prev_kv") else None
+    )
+
+
+def delete_result(r: rpc_pb2.DeleteRangeResponse) -> DeleteResult:
+    return DeleteResult(r.deleted, r.header.revision, [KeyValue.from_pb(kv) for kv in r.prev_kvs])
+
+
+def txn_result(r: rpc_pb2.TxnResponse) -> TxnResult:
+    out: list[GetResult | PutResult | DeleteResult | TxnResult] = []
+    for op in r.responses:
+        kind = op.WhichOneof("response")
+        if kind == "response_range":
+            out.append(get_result(op.response_range))
+        elif kind == "response_put":
+            out.append(put_result(op.response_put))
+        elif kind == "response_delete_range":
+            out.append(delete_result(op.response_delete_range))
+        else:
+            out.append(txn_result(op.response_txn))
+    return TxnResult(r.succeeded, r.header.revision, out)
+
+
+# -- transactions -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One side of a comparison: ``Compare.value(key) == b"x"``."""
+
+    key: bytes
+    target: int
+    field: str
+    range_end: bytes = b""
+
+    def _cmp(self, result: int, other: object) -> rpc_pb2.Compare:
+        c = rpc_pb2.Compare(
+            result=result, target=self.target, key=self.key, range_end=self.range_end
+        )
+        setattr(c, self.field, to_bytes(other) if self.field == "value" else other)  # type: ignore[arg-type]
+        return c
+
+    def __eq__(self, other: object) -> rpc_pb2.Compare:  # type: ignore[override]
+        return self._cmp(rpc_pb2.Compare.EQUAL, other)
+
+    def __ne__(self, other: object) -> rpc_pb2.Compare:  # type: ignore[override]
+        return self._cmp(rpc_pb2.Compare.NOT_EQUAL, other)
+
+    def __lt__(self, other: object) -> rpc_pb2.Compare:
+        return self._cmp(rpc_pb2.Compare.LESS, other)
+
+    def __gt__(self, other: object) -> rpc_pb2.Compare:
+        return self._cmp(rpc_pb2.Compare.GREATER, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Compare:
+    """Comparison targets for :meth:`Txn.if_`, e.g. ``Compare.version("k") > 0``."""
+
+    @staticmethod
+    def value(key: Bytesish, range_end: Bytesish = b"") -> _Target:
+        return _Target(to_bytes(key), rpc_pb2.Compare.VALUE, "value", to_bytes(range_end))
+
+    @staticmethod
+    def version(key: Bytesish, range_end: Bytesish = b"") -> _Target:
+        return _Target(to_bytes(key), rpc_pb2.Compare.VERSION, "version", to_bytes(range_end))
+
+    @staticmethod
+    def create_revision(key: Bytesish, range_end: Bytesish = b"") -> _Target:
+        return _Target(
+            to_bytes(key), rpc_pb2.Compare.CREATE, "create_revision", to_bytes(range_end)
+        )
+
+    @staticmethod
+    def mod_revision(key: Bytesish, range_end: Bytesish = b"") -> _Target:
+        return _Target(to_bytes(key), rpc_pb2.Compare.MOD, "mod_revision", to_bytes(range_end))
+
+    @staticmethod
+    def lease(key: Bytesish, range_end: Bytesish = b"") -> _Target:
+        return _Target(to_bytes(key), rpc_pb2.Compare.LEASE, "lease", to_bytes(range_end))
+
+
+class Op:
+    """Operations for the branches of a transaction."""
+
+    @staticmethod
+    def get(key: Bytesish, **kw: object) -> rpc_pb2.RequestOp:
+        return rpc_pb2.RequestOp(request_range=range_request(key, **kw))  # type: ignore[arg-type]
+
+    @staticmethod
+    def put(key: Bytesish, value: Bytesish, **kw: object) -> rpc_pb2.RequestOp:
+        return rpc_pb2.RequestOp(request_put=put_request(key, value, **kw))  # type: ignore[arg-type]
+
+    @staticmethod
+    def delete(key: Bytesish, **kw: object) -> rpc_pb2.RequestOp:
+        return rpc_pb2.RequestOp(request_delete_range=delete_request(key, **kw))  # type: ignore[arg-type]
+
+
+class TxnBuilder:
+    """``if_(compares...).then(ops...).else_(ops...)`` then ``commit()``."""
+
+    def __init__(self, commit) -> None:  # noqa: ANN001 - the client's sender
+        self._commit = commit
+        self.request = rpc_pb2.TxnRequest()
+
+    def if_(self, *compares: rpc_pb2.Compare) -> TxnBuilder:
+        self.request.compare.extend(compares)
+        return self
+
+    def then(self, *ops: rpc_pb2.RequestOp) -> TxnBuilder:
+        self.request.success.extend(ops)
+        return self
+
+    def else_(self, *ops: rpc_pb2.RequestOp) -> TxnBuilder:
+        self.request.failure.extend(ops)
+        return self
+
+    def commit(self):  # noqa: ANN201 - TxnResult, or an awaitable of it (async client)
+        return self._commit(self.request)

@@ -1,0 +1,176 @@
+"""The Python client, against etcdcore and against real etcd 3.5 alike."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from etcdcore.client import Client, CompactedError, Compare, LeaseNotFoundError, Op
+from harness import Member, etcd_bin, free_port
+
+
+@pytest.fixture(scope="module", params=["etcdcore", "etcd"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Member]:
+    data = tmp_path_factory.mktemp(request.param) / "data"
+    if request.param == "etcd":
+        m = Member(data_dir=data, command=[etcd_bin("etcd")])
+    else:
+        m = Member(data_dir=data)
+    m.start()
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+@pytest.fixture
+def client(server: Member) -> Iterator[Client]:
+    with Client([server.endpoint]) as c:
+        yield c
+
+
+def test_put_then_get_returns_the_value_and_revisions(client: Client) -> None:
+    put = client.put("c/put", "v1")
+    got = client.get("c/put")
+    assert got.value == b"v1"
+    assert got.kvs[0].mod_revision == put.revision == got.revision
+    assert got.kvs[0].version == 1
+
+
+def test_get_with_prefix_limit_and_sort(client: Client) -> None:
+    for k in ("c/p/a", "c/p/b", "c/p/c"):
+        client.put(k, k)
+    r = client.get("c/p/", prefix=True, limit=2, sort_order="descend")
+    assert [kv.key for kv in r.kvs] == [b"c/p/c", b"c/p/b"]
+    assert r.more and r.count == 3
+
+
+def test_get_at_an_old_revision(client: Client) -> None:
+    first = client.put("c/old", "1").revision
+    client.put("c/old", "2")
+    assert client.get("c/old", revision=first).value == b"1"
+
+
+def test_put_with_prev_kv_returns_the_previous_value(client: Client) -> None:
+    client.put("c/prev", "a")
+    assert client.put("c/prev", "b", prev_kv=True).prev_kv.value == b"a"  # type: ignore[union-attr]
+
+
+def test_delete_prefix_counts_the_deleted_keys(client: Client) -> None:
+    client.put("c/del/1", "x")
+    client.put("c/del/2", "x")
+    r = client.delete("c/del/", prefix=True, prev_kv=True)
+    assert r.deleted == 2 and len(r.prev_kvs) == 2
+    assert client.get("c/del/", prefix=True).count == 0
+
+
+def test_txn_runs_the_branch_its_compare_chooses(client: Client) -> None:
+    client.put("c/txn", "old")
+    ok = (
+        client.txn()
+        .if_(Compare.value("c/txn") == "old")
+        .then(Op.put("c/txn", "new"), Op.get("c/txn"))
+        .else_(Op.get("c/txn"))
+        .commit()
+    )
+    assert ok.succeeded and ok.responses[1].value == b"new"  # type: ignore[union-attr]
+    missed = client.txn().if_(Compare.version("c/txn") > 5).then(Op.delete("c/txn")).commit()
+    assert not missed.succeeded
+    assert client.get("c/txn").value == b"new"
+
+
+def test_txn_create_revision_zero_means_absent(client: Client) -> None:
+    cas = client.txn().if_(Compare.create_revision("c/once") == 0).then(Op.put("c/once", "1"))
+    assert cas.commit().succeeded
+    again = client.txn().if_(Compare.create_revision("c/once") == 0).then(Op.put("c/once", "2"))
+    assert not again.commit().succeeded
+
+
+def test_watch_yields_events_in_order_from_a_revision(client: Client) -> None:
+    start = client.put("c/w/0", "0").revision
+    for i in range(1, 4):
+        client.put(f"c/w/{i}", str(i))
+    client.delete("c/w/0")
+    seen = []
+    watch = client.watch("c/w/", prefix=True, start_revision=start)
+    for events in watch:
+        seen.extend((e.type, e.kv.key) for e in events)
+        if len(seen) >= 5:
+            break
+    watch.close()
+    assert seen == [
+        ("PUT", b"c/w/0"), ("PUT", b"c/w/1"), ("PUT", b"c/w/2"), ("PUT", b"c/w/3"),
+        ("DELETE", b"c/w/0"),
+    ]  # fmt: skip
+
+
+def test_watch_of_a_compacted_revision_raises(client: Client) -> None:
+    first = client.put("c/compact", "1").revision
+    last = client.put("c/compact", "2").revision
+    client.compact(last)
+    with pytest.raises(CompactedError) as e:
+        next(iter(client.watch("c/compact", start_revision=first)))
+    assert e.value.compact_revision == last
+
+
+def test_lease_context_keeps_the_key_past_its_ttl_then_revokes(client: Client) -> None:
+    with client.lease(2) as lease:
+        client.put("c/leased", "v", lease=lease.id)
+        time.sleep(3)
+        assert client.get("c/leased").value == b"v"
+    assert client.get("c/leased").count == 0
+    assert client.lease_time_to_live(lease.id).ttl == -1
+
+
+def test_revoking_an_unknown_lease_raises_lease_not_found(client: Client) -> None:
+    with pytest.raises(LeaseNotFoundError):
+        client.lease_revoke(0x1234567)
+
+
+def test_lock_gives_mutual_exclusion(server: Member) -> None:
+    inside = []
+    overlap = []
+
+    def worker(n: int) -> None:
+        with Client([server.endpoint]) as c, c.lock("c/mutex", ttl=5):
+            inside.append(n)
+            if len(inside) > 1:
+                overlap.append(list(inside))
+            time.sleep(0.2)
+            inside.remove(n)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert overlap == []
+
+
+def test_a_dead_first_endpoint_fails_over_to_the_next(server: Member) -> None:
+    with Client([f"127.0.0.1:{free_port()}", server.endpoint], timeout=2) as c:
+        c.put("c/failover", "ok")
+        assert c.get("c/failover").value == b"ok"
+
+
+def test_watch_resumes_after_the_server_restarts(tmp_path: Path) -> None:
+    m = Member(data_dir=tmp_path / "d").start()
+    try:
+        with Client([m.endpoint]) as c:
+            watch = c.watch("r/", prefix=True)
+            c.put("r/before", "1")
+            got = [e.kv.key for e in next(watch)]
+            m.stop()
+            m.start()
+            c.put("r/after", "2")
+            got += [e.kv.key for e in next(watch)]
+            watch.close()
+        assert got == [b"r/before", b"r/after"]
+    finally:
+        m.stop()
