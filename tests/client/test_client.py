@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from etcdcore.client import Client, CompactedError, Compare, LeaseNotFoundError, Op
+from etcdcore.client import AsyncClient, Client, CompactedError, Compare, LeaseNotFoundError, Op
 from harness import Member, etcd_bin, free_port
 
 
@@ -174,3 +175,38 @@ def test_watch_resumes_after_the_server_restarts(tmp_path: Path) -> None:
         assert got == [b"r/before", b"r/after"]
     finally:
         m.stop()
+
+
+def test_async_client_puts_gets_and_runs_txns(server: Member) -> None:
+    async def run() -> None:
+        async with AsyncClient([server.endpoint]) as c:
+            await c.put("a/k", "1")
+            assert (await c.get("a/k")).value == b"1"
+            r = await c.txn().if_(Compare.value("a/k") == "1").then(Op.put("a/k", "2")).commit()
+            assert r.succeeded
+            assert (await c.delete("a/", prefix=True)).deleted == 1
+
+    asyncio.run(run())
+
+
+def test_async_watch_sees_a_write_made_after_it_started(server: Member) -> None:
+    async def run() -> list[bytes]:
+        async with AsyncClient([server.endpoint]) as c:
+            start = (await c.put("aw/0", "0")).revision
+            await c.put("aw/1", "1")
+            async for events in c.watch("aw/", prefix=True, start_revision=start):
+                return [e.kv.key for e in events]
+        return []
+
+    assert asyncio.run(run()) == [b"aw/0", b"aw/1"]
+
+
+def test_async_lease_context_revokes_on_exit(server: Member) -> None:
+    async def run() -> int:
+        async with AsyncClient([server.endpoint]) as c:
+            async with c.lease(5) as lease:
+                await c.put("al/k", "v", lease=lease.id)
+                assert await c.lease_keep_alive_once(lease.id) == 5
+            return (await c.get("al/k")).count
+
+    assert asyncio.run(run()) == 0

@@ -9,12 +9,14 @@ with Client(["127.0.0.1:2379"]) as c:
         ...
 """
 
+from .aio import AsyncClient
 from .errors import CompactedError, EtcdError, LeaseNotFoundError, NoLeaderError, UnavailableError
 from .requests import Compare, Op, prefix_end
 from .sync import Client
 from .types import DeleteResult, Event, GetResult, KeyValue, Lease, LeaseInfo, PutResult, TxnResult
 
 __all__ = [
+    "AsyncClient",
     "Client",
     "CompactedError",
     "Compare",
