@@ -42,21 +42,25 @@ def proxy(echo_port: int) -> Iterator[Proxy]:
     p.stop()
 
 
-def roundtrip(proxy: Proxy, source: str = "127.0.0.1") -> bytes:
-    with socket.create_connection(proxy.listen, timeout=2, source_address=(source, 0)) as s:
-        s.sendall(b"ping")
-        return s.recv(4)
+def reachable(proxy: Proxy, source: str = "127.0.0.1") -> bool:
+    """Whether an echo through the proxy comes back (a refused link either
+    resets or closes the connection, depending on timing)."""
+    try:
+        with socket.create_connection(proxy.listen, timeout=2, source_address=(source, 0)) as s:
+            s.sendall(b"ping")
+            return s.recv(4) == b"ping"
+    except OSError:
+        return False
 
 
 def test_bytes_are_forwarded_both_ways(proxy: Proxy) -> None:
-    assert roundtrip(proxy) == b"ping"
+    assert reachable(proxy)
 
 
 def test_a_blocked_source_is_disconnected_and_others_are_not(proxy: Proxy) -> None:
     proxy.block("127.0.0.21")
-    with pytest.raises(OSError):
-        assert roundtrip(proxy, "127.0.0.21") == b"ping"
-    assert roundtrip(proxy, "127.0.0.22") == b"ping"
+    assert not reachable(proxy, "127.0.0.21")
+    assert reachable(proxy, "127.0.0.22")
 
 
 def test_cut_closes_open_connections(proxy: Proxy) -> None:
@@ -75,7 +79,7 @@ def test_cut_closes_open_connections(proxy: Proxy) -> None:
 
 def test_heal_lets_new_connections_through(proxy: Proxy) -> None:
     proxy.cut()
-    with pytest.raises(OSError):
-        assert roundtrip(proxy) == b"ping"
+    assert not reachable(proxy)
     proxy.heal()
-    assert roundtrip(proxy) == b"ping"
+    # A connection refused during the cut may still be closing; a new one gets through.
+    assert any(reachable(proxy) for _ in range(5))
