@@ -13,7 +13,7 @@ import grpc
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 from . import requests as rq
-from .errors import CompactedError, EtcdError, from_rpc_error
+from .errors import EtcdError, from_rpc_error
 from .sync import may_retry_elsewhere, normalize_endpoint
 from .types import DeleteResult, Event, GetResult, Lease, PutResult, TxnResult
 
@@ -162,19 +162,8 @@ class AsyncClient:
                     )
                 )
                 async for resp in call:
-                    if resp.compact_revision:
-                        raise CompactedError(
-                            grpc.StatusCode.OUT_OF_RANGE,
-                            "etcdserver: mvcc: required revision has been compacted",
-                            resp.compact_revision,
-                        )
-                    if resp.canceled:
-                        raise EtcdError(grpc.StatusCode.CANCELLED, resp.cancel_reason)
-                    if resp.created and next_rev == 0:
-                        next_rev = resp.header.revision + 1
-                    if resp.events:
-                        events = [Event.from_pb(e) for e in resp.events]
-                        next_rev = events[-1].kv.mod_revision + 1
+                    events, next_rev = rq.watch_step(resp, next_rev)
+                    if events:
                         yield events
             except grpc.aio.AioRpcError as e:
                 if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):

@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import grpc
+
 from etcdcore.proto.etcdserverpb import rpc_pb2
 
-from .types import DeleteResult, GetResult, KeyValue, PutResult, TxnResult
+from .errors import CompactedError, EtcdError
+from .types import DeleteResult, Event, GetResult, KeyValue, PutResult, TxnResult
 
 Bytesish = bytes | str
 
@@ -107,6 +110,26 @@ def txn_result(r: rpc_pb2.TxnResponse) -> TxnResult:
         else:
             out.append(txn_result(op.response_txn))
     return TxnResult(r.succeeded, r.header.revision, out)
+
+
+def watch_step(resp: rpc_pb2.WatchResponse, next_rev: int) -> tuple[list[Event], int]:
+    """One watch response: its events and the revision to resume from after it.
+    Raises :class:`CompactedError` or :class:`EtcdError` when the server ends
+    the watch."""
+    if resp.compact_revision:
+        raise CompactedError(
+            grpc.StatusCode.OUT_OF_RANGE,
+            "etcdserver: mvcc: required revision has been compacted",
+            resp.compact_revision,
+        )
+    if resp.canceled:
+        raise EtcdError(grpc.StatusCode.CANCELLED, resp.cancel_reason)
+    if resp.created and next_rev == 0:
+        next_rev = resp.header.revision + 1
+    events = [Event.from_pb(e) for e in resp.events]
+    if events:
+        next_rev = events[-1].kv.mod_revision + 1
+    return events, next_rev
 
 
 # -- transactions -------------------------------------------------------------------

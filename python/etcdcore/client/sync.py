@@ -14,7 +14,7 @@ from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdcore.proto.v3lock import v3lock_pb2, v3lock_pb2_grpc
 
 from . import requests as rq
-from .errors import CompactedError, EtcdError, from_rpc_error
+from .errors import EtcdError, from_rpc_error
 from .types import DeleteResult, Event, GetResult, Lease, LeaseInfo, PutResult, TxnResult
 
 T = TypeVar("T")
@@ -168,22 +168,11 @@ class Client:
             call = rpc_pb2_grpc.WatchStub(self._channel()).Watch(requests())
             try:
                 for resp in call:
-                    if resp.compact_revision:
-                        raise CompactedError(
-                            grpc.StatusCode.OUT_OF_RANGE,
-                            "etcdserver: mvcc: required revision has been compacted",
-                            resp.compact_revision,
-                        )
-                    if resp.canceled:
-                        raise EtcdError(grpc.StatusCode.CANCELLED, resp.cancel_reason)
-                    if resp.created and next_rev == 0:
-                        next_rev = resp.header.revision + 1
+                    events, next_rev = rq.watch_step(resp, next_rev)
                     if resp.created and not confirmed:
                         confirmed = True
                         yield None
-                    if resp.events:
-                        events = [Event.from_pb(e) for e in resp.events]
-                        next_rev = events[-1].kv.mod_revision + 1
+                    if events:
                         yield events
             except grpc.RpcError as e:
                 if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):

@@ -11,11 +11,12 @@ concurrency.Election, which etcd's v3election server runs against itself.
 from __future__ import annotations
 
 from etcdcore.bridge import INVALID_ARGUMENT, UNKNOWN, Bridge, EtcdError, Stream
+from etcdcore.client.requests import prefix_end
 from etcdcore.proto.etcdserverpb import rpc_pb2
 from etcdcore.proto.mvccpb import kv_pb2
 from etcdcore.proto.v3election import v3election_pb2
 from etcdcore.services.lock import acquire
-from etcdcore.services.loopback import LoopbackKV, prefix_end
+from etcdcore.services.loopback import LoopbackKV
 
 SERVICE = "/v3electionpb.Election/"
 ERR_NOT_LEADER = "election: not leader"

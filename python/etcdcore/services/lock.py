@@ -10,9 +10,10 @@ itself; ours runs the same steps through :class:`LoopbackKV`.
 from __future__ import annotations
 
 from etcdcore.bridge import UNKNOWN, Bridge, EtcdError
+from etcdcore.client.requests import prefix_end
 from etcdcore.proto.etcdserverpb import rpc_pb2
 from etcdcore.proto.v3lock import v3lock_pb2
-from etcdcore.services.loopback import LoopbackKV, prefix_end
+from etcdcore.services.loopback import LoopbackKV
 
 SERVICE = "/v3lockpb.Lock/"
 #: concurrency.ErrSessionExpired: the lease ended while waiting.

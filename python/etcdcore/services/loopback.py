@@ -14,19 +14,9 @@ import contextlib
 import grpc
 
 from etcdcore.bridge import EtcdError
+from etcdcore.client.requests import prefix_end
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdcore.proto.mvccpb import kv_pb2
-
-
-def prefix_end(prefix: bytes) -> bytes:
-    """The range end covering every key that starts with ``prefix``."""
-    end = bytearray(prefix)
-    while end:
-        if end[-1] < 0xFF:
-            end[-1] += 1
-            return bytes(end)
-        end.pop()
-    return b"\0"
 
 
 class LoopbackKV:
