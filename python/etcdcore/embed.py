@@ -5,6 +5,7 @@
 
     with EmbeddedMember() as member:        # temporary data dir, free ports
         print(member.endpoint)              # "127.0.0.1:<port>", for any etcd client
+        member.client().put("k", "v")       # or etcdcore's own client, connected
 
 The member runs its Rust core (gRPC listeners, Raft, WAL) and its Python
 services on a thread of its own with its own event loop, so the caller's thread
@@ -25,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 
 from etcdcore._core import Core
+from etcdcore.client import Client
 from etcdcore.server.config import ServerConfig
 from etcdcore.server.main import core_config, serve
 
@@ -65,6 +67,7 @@ class EmbeddedMember:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
+        self._clients: list[Client] = []
 
     @property
     def endpoint(self) -> str:
@@ -118,8 +121,22 @@ class EmbeddedMember:
             raise RuntimeError(f"embedded member did not start: {self._error}")
         return self
 
+    def client(self, timeout: float = 5.0) -> Client:
+        """A :class:`etcdcore.client.Client` connected to this member (each
+        call per-request ``timeout`` seconds). Close it when done, or leave it
+        to :meth:`stop`, which closes every client it handed out."""
+        if self._thread is None:
+            raise RuntimeError("the member is not running: start() it first")
+        c = Client([self.endpoint], timeout=timeout)
+        self._clients.append(c)
+        return c
+
     def stop(self) -> None:
-        """Stop serving, sync the WAL, and remove a temporary data dir."""
+        """Stop serving, sync the WAL, and remove a temporary data dir (the
+        clients from :meth:`client` are closed first)."""
+        for c in self._clients:
+            c.close()
+        self._clients.clear()
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:

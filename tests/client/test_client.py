@@ -5,35 +5,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from etcdcore.client import AsyncClient, Client, CompactedError, Compare, LeaseNotFoundError, Op
-from harness import Member, etcd_bin, free_port
-
-
-@pytest.fixture(scope="module", params=["etcdcore", "etcd"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Member]:
-    data = tmp_path_factory.mktemp(request.param) / "data"
-    if request.param == "etcd":
-        m = Member(data_dir=data, command=[etcd_bin("etcd")])
-    else:
-        m = Member(data_dir=data)
-    m.start()
-    try:
-        yield m
-    finally:
-        m.stop()
-
-
-@pytest.fixture
-def client(server: Member) -> Iterator[Client]:
-    with Client([server.endpoint]) as c:
-        yield c
+from harness import Member, free_port
 
 
 def test_put_then_get_returns_the_value_and_revisions(client: Client) -> None:

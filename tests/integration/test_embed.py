@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+import pytest
 
 from etcdcore.embed import EmbeddedMember
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
@@ -40,3 +41,34 @@ def test_etcd_member_fixture_gives_a_running_member(etcd_member: EmbeddedMember)
         kv = rpc_pb2_grpc.KVStub(ch)
         kv.Put(rpc_pb2.PutRequest(key=b"a", value=b"1"))
         assert kv.Range(rpc_pb2.RangeRequest(key=b"a")).kvs[0].value == b"1"
+
+
+def test_client_of_an_embedded_member_reads_its_writes(tmp_path: Path) -> None:
+    with EmbeddedMember(tmp_path / "m") as m:
+        c = m.client()
+        c.put("embedded/k", "v")
+        assert c.get("embedded/k").value == b"v"
+        assert etcdctl(m.endpoint, "get", "embedded/k", "--print-value-only").stdout == "v\n"
+
+
+def test_clients_of_an_embedded_member_are_closed_when_it_stops(tmp_path: Path) -> None:
+    m = EmbeddedMember(tmp_path / "m").start()
+    c = m.client()
+    c.put("embedded/k", "v")
+    m.stop()
+    assert c.closed
+    with pytest.raises(ValueError):
+        c.get("embedded/k")
+
+
+def test_a_client_closed_by_the_caller_leaves_the_member_serving(tmp_path: Path) -> None:
+    with EmbeddedMember(tmp_path / "m") as m:
+        with m.client() as c:
+            c.put("embedded/own", "1")
+        assert c.closed
+        assert m.client().get("embedded/own").value == b"1"
+
+
+def test_a_client_of_a_member_not_started_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError):
+        EmbeddedMember(tmp_path / "m").client()

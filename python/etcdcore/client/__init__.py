@@ -7,29 +7,66 @@ with Client(["127.0.0.1:2379"]) as c:
     c.txn().if_(Compare.value("config/a") == "1").then(Op.put("config/b", "2")).commit()
     for events in c.watch("config/", prefix=True):
         ...
+    with c.election("jobs/leader", ttl=10) as e:
+        e.campaign("me")                    # blocks until this process leads
+
+TLS: ``Client(["https://host:2379"], ca_cert=..., cert=..., key=...)``; auth:
+``Client(..., user="root", password=...)``. :class:`AsyncClient` is the same
+client for asyncio.
 """
 
-from .aio import AsyncClient
-from .errors import CompactedError, EtcdError, LeaseNotFoundError, NoLeaderError, UnavailableError
+from .aio import AsyncClient, AsyncElection
+from .errors import (
+    AuthError,
+    CompactedError,
+    EtcdError,
+    LeaseNotFoundError,
+    NoLeaderError,
+    NotLeaderError,
+    PermissionDeniedError,
+    UnavailableError,
+)
 from .requests import Compare, Op, prefix_end
-from .sync import Client
-from .types import DeleteResult, Event, GetResult, KeyValue, Lease, LeaseInfo, PutResult, TxnResult
+from .sync import Client, Election
+from .types import (
+    Alarm,
+    DeleteResult,
+    Event,
+    GetResult,
+    HashKVResult,
+    KeyValue,
+    LeaderKey,
+    Lease,
+    LeaseInfo,
+    Member,
+    PutResult,
+    TxnResult,
+)
 
 __all__ = [
+    "Alarm",
     "AsyncClient",
+    "AsyncElection",
+    "AuthError",
     "Client",
     "CompactedError",
     "Compare",
     "DeleteResult",
+    "Election",
     "EtcdError",
     "Event",
     "GetResult",
+    "HashKVResult",
     "KeyValue",
+    "LeaderKey",
     "Lease",
     "LeaseInfo",
     "LeaseNotFoundError",
+    "Member",
     "NoLeaderError",
+    "NotLeaderError",
     "Op",
+    "PermissionDeniedError",
     "PutResult",
     "TxnResult",
     "UnavailableError",

@@ -33,13 +33,32 @@ class NoLeaderError(EtcdError):
 
 
 class UnavailableError(EtcdError):
-    """No endpoint could be reached."""
+    """No endpoint could be reached (also: the TLS handshake failed)."""
+
+
+class AuthError(EtcdError):
+    """Authentication failed: wrong user name or password, or a token the
+    server no longer accepts even after logging in again."""
+
+
+class PermissionDeniedError(EtcdError):
+    """The authenticated user's roles do not allow the request."""
+
+
+class NotLeaderError(EtcdError):
+    """An election call that needs leadership, made by a campaigner that does
+    not lead (it never won, resigned, or its lease expired)."""
 
 
 _BY_MESSAGE: dict[str, type[EtcdError]] = {
     "etcdserver: mvcc: required revision has been compacted": CompactedError,
     "etcdserver: requested lease not found": LeaseNotFoundError,
     "etcdserver: no leader": NoLeaderError,
+    "etcdserver: authentication failed, invalid user ID or password": AuthError,
+    "etcdserver: invalid auth token": AuthError,
+    "etcdserver: user name is empty": AuthError,
+    "etcdserver: permission denied": PermissionDeniedError,
+    "election: not leader": NotLeaderError,
 }
 
 

@@ -3,15 +3,29 @@ so both speak exactly the same protocol."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import grpc
 
 from etcdcore.proto.etcdserverpb import rpc_pb2
+from etcdcore.proto.v3election import v3election_pb2
 
 from .errors import CompactedError, EtcdError
-from .types import DeleteResult, Event, GetResult, KeyValue, PutResult, TxnResult
+from .types import (
+    Alarm,
+    DeleteResult,
+    Event,
+    GetResult,
+    HashKVResult,
+    KeyValue,
+    LeaderKey,
+    Member,
+    PutResult,
+    TxnResult,
+)
 
 Bytesish = bytes | str
 
@@ -229,3 +243,141 @@ class TxnBuilder:
 
     def commit(self):  # noqa: ANN201 - TxnResult, or an awaitable of it (async client)
         return self._commit(self.request)
+
+
+# -- connections: endpoints, TLS, auth ----------------------------------------------
+
+#: A PEM file's path, or its contents.
+PemSource = str | Path | bytes
+
+
+def parse_endpoints(endpoints: Sequence[str], tls: bool) -> tuple[list[str], bool]:
+    """``host:port`` targets from ``host:port`` / ``http://`` / ``https://``
+    endpoints, and whether to use TLS: when asked (``tls``, i.e. certificates
+    were given) or when the endpoints say ``https://``. Mixing ``http://`` and
+    ``https://`` is an error."""
+    if not endpoints:
+        raise ValueError("at least one endpoint is needed")
+    schemes = {e.split("://", 1)[0].lower() for e in endpoints if "://" in e}
+    if len(schemes) > 1:
+        raise ValueError(f"endpoints mix schemes {sorted(schemes)}")
+    if "https" in schemes:
+        tls = True
+    elif "http" in schemes and tls:
+        raise ValueError("TLS options given for http:// endpoints")
+    return [e.split("://", 1)[-1].rstrip("/") for e in endpoints], tls
+
+
+def _pem(source: PemSource | None) -> bytes | None:
+    if source is None or isinstance(source, bytes):
+        return source
+    return Path(source).read_bytes()
+
+
+def channel_credentials(
+    ca_cert: PemSource | None, cert: PemSource | None, key: PemSource | None
+) -> grpc.ChannelCredentials:
+    """TLS credentials: ``ca_cert`` verifies the server (the system's roots when
+    None); ``cert`` and ``key`` (both or neither) authenticate this client."""
+    if (cert is None) != (key is None):
+        raise ValueError("cert and key go together")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_pem(ca_cert), private_key=_pem(key), certificate_chain=_pem(cert)
+    )
+
+
+#: The metadata key etcd reads the auth token from.
+TOKEN_METADATA = "token"
+AUTHENTICATE_METHOD = "/etcdserverpb.Auth/Authenticate"
+ERR_INVALID_TOKEN = "etcdserver: invalid auth token"
+ERR_AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"
+
+
+def with_token(metadata: Sequence[tuple[str, str | bytes]] | None, token: str | None, method: str):
+    """``metadata`` plus the auth token (none on Authenticate itself)."""
+    if token is None or method == AUTHENTICATE_METHOD:
+        return metadata
+    return [*(metadata or ()), (TOKEN_METADATA, token)]
+
+
+def is_invalid_token(e: grpc.RpcError) -> bool:
+    """The server no longer accepts the token (it expired, or another member
+    never issued it): log in again and retry."""
+    return e.code() == grpc.StatusCode.UNAUTHENTICATED and e.details() == ERR_INVALID_TOKEN
+
+
+def is_auth_not_enabled(e: grpc.RpcError) -> bool:
+    """Authenticate on a server without auth: calls need no token there."""
+    return e.details() == ERR_AUTH_NOT_ENABLED
+
+
+# -- elections ----------------------------------------------------------------------
+
+#: Election.Leader's answer when nobody campaigns.
+ERR_ELECTION_NO_LEADER = "election: no leader"
+
+
+def leader_key(lk: v3election_pb2.LeaderKey) -> LeaderKey:
+    return LeaderKey(lk.name, lk.key, lk.rev, lk.lease)
+
+
+def _leader_key_pb(lk: LeaderKey) -> v3election_pb2.LeaderKey:
+    return v3election_pb2.LeaderKey(name=lk.name, key=lk.key, rev=lk.rev, lease=lk.lease)
+
+
+def campaign_request(name: bytes, lease: int, value: Bytesish) -> v3election_pb2.CampaignRequest:
+    return v3election_pb2.CampaignRequest(name=name, lease=lease, value=to_bytes(value))
+
+
+def proclaim_request(lk: LeaderKey, value: Bytesish) -> v3election_pb2.ProclaimRequest:
+    return v3election_pb2.ProclaimRequest(leader=_leader_key_pb(lk), value=to_bytes(value))
+
+
+def resign_request(lk: LeaderKey) -> v3election_pb2.ResignRequest:
+    return v3election_pb2.ResignRequest(leader=_leader_key_pb(lk))
+
+
+def leader_value(r: v3election_pb2.LeaderResponse) -> KeyValue | None:
+    return KeyValue.from_pb(r.kv) if r.HasField("kv") else None
+
+
+# -- cluster and maintenance ----------------------------------------------------------
+
+AlarmType = Literal["NOSPACE", "CORRUPT"]
+_ALARM_NAMES: dict[int, AlarmType] = {rpc_pb2.NOSPACE: "NOSPACE", rpc_pb2.CORRUPT: "CORRUPT"}
+_ALARM_CODES = {v: k for k, v in _ALARM_NAMES.items()}
+
+
+def members(ms: Sequence[rpc_pb2.Member]) -> list[Member]:
+    return [Member.from_pb(m) for m in ms]
+
+
+def alarm_get_request() -> rpc_pb2.AlarmRequest:
+    return rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.GET, alarm=rpc_pb2.NONE)
+
+
+def alarm_disarm_request(alarm: Alarm) -> rpc_pb2.AlarmRequest:
+    return rpc_pb2.AlarmRequest(
+        action=rpc_pb2.AlarmRequest.DEACTIVATE,
+        memberID=alarm.member_id,
+        alarm=_ALARM_CODES[alarm.type],
+    )
+
+
+def alarms(r: rpc_pb2.AlarmResponse) -> list[Alarm]:
+    return [Alarm(a.memberID, _ALARM_NAMES[a.alarm]) for a in r.alarms if a.alarm in _ALARM_NAMES]
+
+
+def alarms_matching(
+    raised: list[Alarm], member_id: int | None, alarm: AlarmType | None
+) -> list[Alarm]:
+    """The raised alarms that ``alarm_disarm(member_id, alarm)`` clears (None: any)."""
+    return [
+        a
+        for a in raised
+        if (member_id is None or a.member_id == member_id) and (alarm is None or a.type == alarm)
+    ]
+
+
+def hash_kv_result(r: rpc_pb2.HashKVResponse) -> HashKVResult:
+    return HashKVResult(r.hash, r.compact_revision, r.header.revision)

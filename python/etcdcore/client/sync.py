@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import grpc
 
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdcore.proto.v3election import v3election_pb2, v3election_pb2_grpc
 from etcdcore.proto.v3lock import v3lock_pb2, v3lock_pb2_grpc
 
 from . import requests as rq
-from .errors import EtcdError, from_rpc_error
-from .types import DeleteResult, Event, GetResult, Lease, LeaseInfo, PutResult, TxnResult
+from .errors import EtcdError, NotLeaderError, from_rpc_error
+from .types import (
+    Alarm,
+    DeleteResult,
+    Event,
+    GetResult,
+    HashKVResult,
+    KeyValue,
+    LeaderKey,
+    Lease,
+    LeaseInfo,
+    Member,
+    PutResult,
+    TxnResult,
+)
 
 T = TypeVar("T")
 
@@ -33,53 +48,208 @@ def may_retry_elsewhere(e: grpc.RpcError, idempotent: bool) -> bool:
     return idempotent or not (e.details() or "").startswith("etcdserver:")
 
 
+class _CallDetails(
+    collections.namedtuple(
+        "_CallDetails",
+        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
+    ),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class _TokenInterceptor(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds the client's current auth token to every call's metadata."""
+
+    def __init__(self, token: Callable[[], str | None]) -> None:
+        self._token = token
+
+    def _details(self, d: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return _CallDetails(
+            d.method,
+            d.timeout,
+            rq.with_token(d.metadata, self._token(), d.method),
+            d.credentials,
+            getattr(d, "wait_for_ready", None),
+            getattr(d, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation, details, request):  # noqa: ANN001, ANN201
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):  # noqa: ANN001, ANN201
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, requests):  # noqa: ANN001, ANN201
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation, details, requests):  # noqa: ANN001, ANN201
+        return continuation(self._details(details), requests)
+
+
+class _KeepAlive:
+    """Renews a lease every ttl/3 seconds on a thread of its own until stopped."""
+
+    def __init__(self, client: Client, lease_id: int, ttl: int) -> None:
+        self._stop = threading.Event()
+
+        def keep() -> None:
+            while not self._stop.wait(max(ttl / 3, 0.5)):
+                with contextlib.suppress(EtcdError):
+                    client.lease_keep_alive_once(lease_id)
+
+        self._thread = threading.Thread(target=keep, daemon=True, name=f"lease-{lease_id:x}")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class Client:
     """A blocking etcd v3 client with failover over several endpoints.
 
     ``Client(["127.0.0.1:2379", "127.0.0.1:22379"], timeout=5.0)``; every
     method raises :class:`EtcdError` (or a subclass) with etcd's status and text.
+
+    TLS: give ``https://`` endpoints and/or ``ca_cert`` (verifies the server;
+    the system's roots when omitted), ``cert`` and ``key`` (this client's
+    certificate, for servers with ``--client-cert-auth``); each a PEM file's
+    path or its bytes. Auth: with ``user`` and ``password`` the client logs in
+    on its first call and sends the token with every call, logging in again
+    (once per call) when the server says the token is no longer valid.
     """
 
-    def __init__(self, endpoints: Sequence[str] = ("127.0.0.1:2379",), timeout: float = 5.0):
-        if not endpoints:
-            raise ValueError("at least one endpoint is needed")
-        self.endpoints = [normalize_endpoint(e) for e in endpoints]
+    def __init__(
+        self,
+        endpoints: Sequence[str] = ("127.0.0.1:2379",),
+        timeout: float = 5.0,
+        *,
+        ca_cert: rq.PemSource | None = None,
+        cert: rq.PemSource | None = None,
+        key: rq.PemSource | None = None,
+        user: str | None = None,
+        password: str | None = None,
+    ):
+        tls = ca_cert is not None or cert is not None
+        self.endpoints, tls = rq.parse_endpoints(endpoints, tls)
         self.timeout = timeout
+        self._credentials = rq.channel_credentials(ca_cert, cert, key) if tls else None
+        if (user is None) != (password is None):
+            raise ValueError("user and password go together")
+        self._auth = (user, password) if user is not None else None
+        self._token: str | None = None
+        self._logged_in = False
         self._current = 0
         self._channels: dict[str, grpc.Channel] = {}
+        self._closed = False
         self._lock = threading.Lock()
+        self._auth_lock = threading.Lock()
 
     # -- plumbing ------------------------------------------------------------------
-    def _channel(self) -> grpc.Channel:
+    def _channel_to(self, target: str) -> grpc.Channel:
         with self._lock:
-            target = self.endpoints[self._current]
+            if self._closed:
+                raise ValueError("the client is closed")
             ch = self._channels.get(target)
             if ch is None:
-                ch = self._channels[target] = grpc.insecure_channel(target)
+                if self._credentials is not None:
+                    ch = grpc.secure_channel(target, self._credentials)
+                else:
+                    ch = grpc.insecure_channel(target)
+                if self._auth is not None:
+                    ch = grpc.intercept_channel(ch, _TokenInterceptor(lambda: self._token))
+                self._channels[target] = ch
             return ch
+
+    def _channel(self) -> grpc.Channel:
+        if self._auth is not None and not self._logged_in:
+            self._login(None)
+        return self._channel_to(self.endpoints[self._current])
 
     def _next_endpoint(self) -> None:
         with self._lock:
             self._current = (self._current + 1) % len(self.endpoints)
 
-    def _call(self, fn: Callable[[grpc.Channel], T], idempotent: bool) -> T:
-        last: grpc.RpcError | None = None
-        for _ in range(len(self.endpoints)):
+    def _login(self, rejected: str | None) -> None:
+        """Authenticate (unless another thread already replaced the token the
+        server ``rejected``)."""
+        assert self._auth is not None
+        with self._auth_lock:
+            if self._logged_in and self._token != rejected:
+                return
+            user, password = self._auth
+            req = rpc_pb2.AuthenticateRequest(name=user, password=password)
+            last: grpc.RpcError | None = None
+            for _ in range(len(self.endpoints)):
+                ch = self._channel_to(self.endpoints[self._current])
+                try:
+                    r = rpc_pb2_grpc.AuthStub(ch).Authenticate(req, timeout=self.timeout)
+                    self._token = r.token
+                    self._logged_in = True
+                    return
+                except grpc.RpcError as e:
+                    if rq.is_auth_not_enabled(e):
+                        self._token, self._logged_in = None, True
+                        return
+                    last = e
+                    if not may_retry_elsewhere(e, True):
+                        break
+                    self._next_endpoint()
+            assert last is not None
+            raise from_rpc_error(last) from None
+
+    def _call(
+        self, fn: Callable[[grpc.Channel], T], idempotent: bool, endpoint: str | None = None
+    ) -> T:
+        """``fn`` on the current endpoint, then on the next ones while it may
+        be retried there; only on ``endpoint`` when given. A rejected auth token
+        is renewed and the call retried once."""
+        tries = 0
+        renewed = False
+        while True:
+            ch = self._channel()
+            if endpoint is not None:
+                ch = self._channel_to(normalize_endpoint(endpoint))
+            token = self._token
             try:
-                return fn(self._channel())
+                return fn(ch)
             except grpc.RpcError as e:
-                last = e
-                if not may_retry_elsewhere(e, idempotent):
-                    break
+                if self._auth is not None and not renewed and rq.is_invalid_token(e):
+                    renewed = True
+                    self._login(token)
+                    continue
+                tries += 1
+                if (
+                    endpoint is not None
+                    or tries >= len(self.endpoints)
+                    or not may_retry_elsewhere(e, idempotent)
+                ):
+                    raise from_rpc_error(e) from None
                 self._next_endpoint()
-        assert last is not None
-        raise from_rpc_error(last) from None
+
+    @property
+    def token(self) -> str | None:
+        """The auth token calls carry (None before logging in or without auth)."""
+        return self._token
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (calls then raise ValueError)."""
+        return self._closed
 
     def close(self) -> None:
-        """Close every connection."""
-        for ch in self._channels.values():
-            ch.close()
-        self._channels.clear()
+        """Close every connection; the client cannot be used afterwards."""
+        with self._lock:
+            self._closed = True
+            for ch in self._channels.values():
+                ch.close()
+            self._channels.clear()
 
     def __enter__(self) -> Client:
         return self
@@ -221,20 +391,11 @@ class Client:
     def lease(self, ttl: int) -> Iterator[Lease]:
         """A lease kept alive (every ttl/3 s) while the block runs, then revoked."""
         lease = self.lease_grant(ttl)
-        stop = threading.Event()
-
-        def keep() -> None:
-            while not stop.wait(max(ttl / 3, 0.5)):
-                with contextlib.suppress(EtcdError):
-                    self.lease_keep_alive_once(lease.id)
-
-        t = threading.Thread(target=keep, daemon=True, name=f"lease-{lease.id:x}")
-        t.start()
+        keep = _KeepAlive(self, lease.id, ttl)
         try:
             yield lease
         finally:
-            stop.set()
-            t.join()
+            keep.stop()
             with contextlib.suppress(EtcdError):
                 self.lease_revoke(lease.id)
 
@@ -256,17 +417,262 @@ class Client:
                     False,
                 )
 
-    # -- cluster -------------------------------------------------------------------
-    def status(self) -> rpc_pb2.StatusResponse:
-        """Maintenance.Status of the current endpoint."""
-        req = rpc_pb2.StatusRequest()
-        return self._call(
-            lambda ch: rpc_pb2_grpc.MaintenanceStub(ch).Status(req, timeout=self.timeout), True
-        )
+    # -- elections -----------------------------------------------------------------
+    def election(self, name: rq.Bytesish, ttl: int = 60) -> Election:
+        """A campaigner in the election ``name``: see :class:`Election`."""
+        return Election(self, name, ttl)
 
-    def member_list(self) -> list[rpc_pb2.Member]:
+    # -- cluster -------------------------------------------------------------------
+    def member_list(self) -> list[Member]:
+        """Every member of the cluster."""
         req = rpc_pb2.MemberListRequest()
         r = self._call(
             lambda ch: rpc_pb2_grpc.ClusterStub(ch).MemberList(req, timeout=self.timeout), True
         )
-        return list(r.members)
+        return rq.members(r.members)
+
+    def member_add(self, peer_urls: Sequence[str], is_learner: bool = False) -> Member:
+        """Add a member reachable at ``peer_urls`` (a non-voting learner with
+        ``is_learner``); returns it, still without name, until it starts."""
+        req = rpc_pb2.MemberAddRequest(peerURLs=list(peer_urls), isLearner=is_learner)
+        r = self._call(
+            lambda ch: rpc_pb2_grpc.ClusterStub(ch).MemberAdd(req, timeout=self.timeout), False
+        )
+        return Member.from_pb(r.member)
+
+    def member_remove(self, member_id: int) -> list[Member]:
+        """Remove a member; returns the members left."""
+        req = rpc_pb2.MemberRemoveRequest(ID=member_id)
+        r = self._call(
+            lambda ch: rpc_pb2_grpc.ClusterStub(ch).MemberRemove(req, timeout=self.timeout), False
+        )
+        return rq.members(r.members)
+
+    def member_update(self, member_id: int, peer_urls: Sequence[str]) -> list[Member]:
+        """Change a member's peer URLs; returns every member."""
+        req = rpc_pb2.MemberUpdateRequest(ID=member_id, peerURLs=list(peer_urls))
+        r = self._call(
+            lambda ch: rpc_pb2_grpc.ClusterStub(ch).MemberUpdate(req, timeout=self.timeout), False
+        )
+        return rq.members(r.members)
+
+    def member_promote(self, member_id: int) -> list[Member]:
+        """Make a learner (caught up with the leader) a voting member."""
+        req = rpc_pb2.MemberPromoteRequest(ID=member_id)
+        r = self._call(
+            lambda ch: rpc_pb2_grpc.ClusterStub(ch).MemberPromote(req, timeout=self.timeout), False
+        )
+        return rq.members(r.members)
+
+    # -- maintenance ----------------------------------------------------------------
+    def status(self, endpoint: str | None = None) -> rpc_pb2.StatusResponse:
+        """Maintenance.Status of the current endpoint (or of ``endpoint``)."""
+        req = rpc_pb2.StatusRequest()
+        return self._call(
+            lambda ch: rpc_pb2_grpc.MaintenanceStub(ch).Status(req, timeout=self.timeout),
+            True,
+            endpoint,
+        )
+
+    def alarm_list(self) -> list[Alarm]:
+        """The alarms raised on any member."""
+        req = rq.alarm_get_request()
+        r = self._call(
+            lambda ch: rpc_pb2_grpc.MaintenanceStub(ch).Alarm(req, timeout=self.timeout), True
+        )
+        return rq.alarms(r)
+
+    def alarm_disarm(
+        self, member_id: int | None = None, alarm: rq.AlarmType | None = None
+    ) -> list[Alarm]:
+        """Clear the raised alarms of ``member_id`` and type ``alarm`` (None:
+        any); returns the alarms cleared."""
+        cleared = rq.alarms_matching(self.alarm_list(), member_id, alarm)
+        for a in cleared:
+            req = rq.alarm_disarm_request(a)
+            self._call(
+                lambda ch, req=req: rpc_pb2_grpc.MaintenanceStub(ch).Alarm(
+                    req, timeout=self.timeout
+                ),
+                False,
+            )
+        return cleared
+
+    def defragment(self, endpoint: str | None = None, timeout: float | None = None) -> None:
+        """Defragment the storage of the current endpoint's member (or of
+        ``endpoint``'s); ``timeout`` defaults to the client's."""
+        req = rpc_pb2.DefragmentRequest()
+        t = timeout or self.timeout
+        self._call(
+            lambda ch: rpc_pb2_grpc.MaintenanceStub(ch).Defragment(req, timeout=t), True, endpoint
+        )
+
+    def hash_kv(self, revision: int = 0, endpoint: str | None = None) -> HashKVResult:
+        """The hash of the key space up to ``revision`` (0: the latest) on the
+        current endpoint's member (or ``endpoint``'s): equal on members in sync."""
+        req = rpc_pb2.HashKVRequest(revision=revision)
+        r = self._call(
+            lambda ch: rpc_pb2_grpc.MaintenanceStub(ch).HashKV(req, timeout=self.timeout),
+            True,
+            endpoint,
+        )
+        return rq.hash_kv_result(r)
+
+    def move_leader(self, target_id: int) -> None:
+        """Hand leadership to member ``target_id``; sent to the leader (found
+        among the endpoints by their status), returns once the target leads."""
+        req = rpc_pb2.MoveLeaderRequest(targetID=target_id)
+        self._call(
+            lambda ch: rpc_pb2_grpc.MaintenanceStub(ch).MoveLeader(req, timeout=self.timeout),
+            False,
+            self._leader_endpoint(),
+        )
+
+    def _leader_endpoint(self) -> str | None:
+        for e in self.endpoints:
+            with contextlib.suppress(EtcdError):
+                s = self.status(e)
+                if s.leader and s.leader == s.header.member_id:
+                    return e
+        return None
+
+    def snapshot(self, out: BinaryIO, endpoint: str | None = None) -> int:
+        """Stream a snapshot of the current endpoint's member (or ``endpoint``'s)
+        into ``out``, as ``etcdctl snapshot save`` writes it; returns the bytes
+        written. A stream broken midway raises (nothing is retried then)."""
+        req = rpc_pb2.SnapshotRequest()
+
+        def stream(ch: grpc.Channel) -> int:
+            written = 0
+            try:
+                for r in rpc_pb2_grpc.MaintenanceStub(ch).Snapshot(req):
+                    out.write(r.blob)
+                    written += len(r.blob)
+            except grpc.RpcError as e:
+                if written:
+                    raise from_rpc_error(e) from None
+                raise
+            return written
+
+        return self._call(stream, True, endpoint)
+
+
+class Election:
+    """One campaigner in the election ``name`` (over the v3election service).
+
+    ``campaign(value)`` blocks until this campaigner leads, holding a lease of
+    ``ttl`` seconds kept alive meanwhile (a crashed leader loses leadership
+    within ``ttl``); ``resign()`` gives leadership up and revokes the lease.
+    ``leader()`` and ``observe()`` work without campaigning. As a context
+    manager it resigns on exit.
+    """
+
+    def __init__(self, client: Client, name: rq.Bytesish, ttl: int = 60) -> None:
+        self.client = client
+        self.name = rq.to_bytes(name)
+        self.ttl = ttl
+        self._key: LeaderKey | None = None
+        self._keep: _KeepAlive | None = None
+
+    @property
+    def key(self) -> LeaderKey | None:
+        """This campaigner's leadership, while it leads."""
+        return self._key
+
+    def campaign(self, value: rq.Bytesish, timeout: float | None = None) -> LeaderKey:
+        """Become leader with ``value``: blocks until every earlier candidate
+        is gone (at most ``timeout`` seconds, then raises and withdraws).
+        Campaigning again while leading proclaims ``value``."""
+        if self._key is not None:
+            self.proclaim(value)
+            return self._key
+        lease = self.client.lease_grant(self.ttl)
+        keep = _KeepAlive(self.client, lease.id, self.ttl)
+        req = rq.campaign_request(self.name, lease.id, value)
+        try:
+            r = self.client._call(
+                lambda ch: v3election_pb2_grpc.ElectionStub(ch).Campaign(req, timeout=timeout),
+                False,
+            )
+        except BaseException:
+            keep.stop()
+            with contextlib.suppress(EtcdError):
+                self.client.lease_revoke(lease.id)
+            raise
+        self._key, self._keep = rq.leader_key(r.leader), keep
+        return self._key
+
+    def proclaim(self, value: rq.Bytesish) -> None:
+        """Publish a new value as leader, without an election; raises
+        :class:`NotLeaderError` when this campaigner does not lead."""
+        if self._key is None:
+            raise NotLeaderError(grpc.StatusCode.FAILED_PRECONDITION, "election: not leader")
+        req = rq.proclaim_request(self._key, value)
+        self.client._call(
+            lambda ch: v3election_pb2_grpc.ElectionStub(ch).Proclaim(
+                req, timeout=self.client.timeout
+            ),
+            False,
+        )
+
+    def leader(self) -> KeyValue | None:
+        """The current leader's key and value, or None when nobody leads."""
+        req = v3election_pb2.LeaderRequest(name=self.name)
+        try:
+            r = self.client._call(
+                lambda ch: v3election_pb2_grpc.ElectionStub(ch).Leader(
+                    req, timeout=self.client.timeout
+                ),
+                True,
+            )
+        except EtcdError as e:
+            if e.message == rq.ERR_ELECTION_NO_LEADER:
+                return None
+            raise
+        return rq.leader_value(r)
+
+    def observe(self) -> Generator[KeyValue, None, None]:
+        """The leader's key-value now (once somebody leads), then each time
+        the leader or its value changes, forever. Close the generator (or break
+        out of the loop) to stop; a broken stream raises :class:`EtcdError`."""
+        req = v3election_pb2.LeaderRequest(name=self.name)
+        call = v3election_pb2_grpc.ElectionStub(self.client._channel()).Observe(req)
+
+        def values() -> Generator[KeyValue, None, None]:
+            try:
+                for r in call:
+                    kv = rq.leader_value(r)
+                    if kv is not None:
+                        yield kv
+            except grpc.RpcError as e:
+                raise from_rpc_error(e) from None
+            finally:
+                call.cancel()
+
+        return values()
+
+    def resign(self) -> None:
+        """Give leadership up (the next candidate leads) and revoke the lease;
+        nothing to do when not leading."""
+        key, keep = self._key, self._keep
+        if key is None or keep is None:
+            return
+        self._key = self._keep = None
+        req = rq.resign_request(key)
+        try:
+            self.client._call(
+                lambda ch: v3election_pb2_grpc.ElectionStub(ch).Resign(
+                    req, timeout=self.client.timeout
+                ),
+                False,
+            )
+        finally:
+            keep.stop()
+            with contextlib.suppress(EtcdError):
+                self.client.lease_revoke(key.lease)
+
+    def __enter__(self) -> Election:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.resign()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from etcdcore.proto.etcdserverpb import rpc_pb2
 from etcdcore.proto.mvccpb import kv_pb2
 
 
@@ -85,3 +86,48 @@ class LeaseInfo:
     ttl: int
     granted_ttl: int
     keys: list[bytes]
+
+
+@dataclass(frozen=True)
+class LeaderKey:
+    """The leadership one campaign won: the candidate's key in the election and
+    the create revision and lease that identify it."""
+
+    name: bytes
+    key: bytes
+    rev: int
+    lease: int
+
+
+@dataclass(frozen=True)
+class Member:
+    """One cluster member (``name`` and ``client_urls`` are empty until it has
+    started)."""
+
+    id: int
+    name: str
+    peer_urls: list[str]
+    client_urls: list[str]
+    is_learner: bool
+
+    @classmethod
+    def from_pb(cls, m: rpc_pb2.Member) -> Member:
+        return cls(m.ID, m.name, list(m.peerURLs), list(m.clientURLs), m.isLearner)
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """A raised alarm: ``NOSPACE`` (quota exceeded) or ``CORRUPT``."""
+
+    member_id: int
+    type: Literal["NOSPACE", "CORRUPT"]
+
+
+@dataclass(frozen=True)
+class HashKVResult:
+    """The MVCC hash of a member's key space (up to the asked revision)."""
+
+    hash: int
+    compact_revision: int
+    #: The member's current revision when it answered.
+    revision: int
