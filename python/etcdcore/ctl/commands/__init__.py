@@ -1,0 +1,1 @@
+"""etcdcorectl's commands, grouped as etcdctl's help groups them."""
