@@ -141,3 +141,21 @@ class Core:
     def move_leader(self, target: int) -> None:
         """Transfer leadership to ``target`` and wait until it leads (this member
         must lead)."""
+
+
+def snapshot_status(data: bytes) -> tuple[int, int, int, int]:
+    """(hash, revision, total keys, total size) of a snapshot file's contents;
+    CoreError when its checksums do not hold."""
+
+def snapshot_restore(
+    data: bytes,
+    *,
+    data_dir: str,
+    name: str,
+    initial_cluster: list[tuple[str, list[str]]],
+    cluster_token: str,
+    skip_hash_check: bool,
+) -> None:
+    """Write a new data dir for member ``name`` of ``initial_cluster`` holding
+    the snapshot file's keys, revisions and leases; CoreError when the data
+    dir has content, the name is not in the cluster or a checksum fails."""

@@ -18,6 +18,7 @@ pub mod mvcc;
 pub mod pb;
 mod python;
 pub mod raft_node;
+pub mod restore;
 pub mod server;
 pub mod snap;
 pub mod state_machine;

@@ -315,11 +315,45 @@ impl Core {
     }
 }
 
+/// `snapshot status`: (hash, revision, total keys, total size) of a snapshot file.
+#[pyfunction]
+fn snapshot_status(py: Python<'_>, data: Vec<u8>) -> PyResult<(u32, i64, u64, u64)> {
+    let st = py
+        .allow_threads(|| crate::restore::status(&data))
+        .map_err(|e| CoreError::new_err((2, e)))?;
+    Ok((st.hash, st.revision, st.total_keys, st.total_size))
+}
+
+/// `snapshot restore`: a new member's data dir from a snapshot file.
+#[pyfunction]
+#[pyo3(signature = (data, *, data_dir, name, initial_cluster, cluster_token, skip_hash_check))]
+fn snapshot_restore(
+    py: Python<'_>,
+    data: Vec<u8>,
+    data_dir: PathBuf,
+    name: String,
+    initial_cluster: Vec<(String, Vec<String>)>,
+    cluster_token: String,
+    skip_hash_check: bool,
+) -> PyResult<()> {
+    let cfg = crate::restore::RestoreConfig {
+        data_dir,
+        name,
+        initial_cluster,
+        cluster_token,
+        skip_hash_check,
+    };
+    py.allow_threads(|| crate::restore::restore(&data, &cfg))
+        .map_err(|e| CoreError::new_err((2, e)))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let _ = pyo3_log::try_init();
     m.add("CoreError", m.py().get_type::<CoreError>())?;
     m.add_class::<CoreConfig>()?;
     m.add_class::<Core>()?;
+    m.add_function(wrap_pyfunction!(snapshot_status, m)?)?;
+    m.add_function(wrap_pyfunction!(snapshot_restore, m)?)?;
     Ok(())
 }

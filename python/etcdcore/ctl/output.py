@@ -52,6 +52,14 @@ class EpHashKV:
     resp: rpc_pb2.HashKVResponse
 
 
+@dataclass
+class SnapshotStatus:
+    hash: int
+    revision: int
+    total_keys: int
+    total_size: int
+
+
 # -- low-level writing -------------------------------------------------------------
 
 
@@ -237,6 +245,9 @@ class Printer:
     def alarm(self, r: rpc_pb2.AlarmResponse) -> None:
         self.rpc(r)
 
+    def snapshot_status(self, st: SnapshotStatus) -> None:
+        self.unsupported()
+
     # auth
     def role_add(self, role: str, r: Message) -> None:
         self.rpc(r)
@@ -323,6 +334,13 @@ def endpoint_status_rows(rows: Sequence[EpStatus]) -> tuple[list[str], list[list
             ]
         )
     return hdr, out
+
+
+def snapshot_status_rows(st: SnapshotStatus) -> tuple[list[str], list[list[str]]]:
+    hdr = ["hash", "revision", "total keys", "total size"]
+    return hdr, [
+        [f"{st.hash:x}", str(st.revision), str(st.total_keys), humanize_bytes(st.total_size)]
+    ]
 
 
 def endpoint_hashkv_rows(rows: Sequence[EpHashKV]) -> tuple[list[str], list[list[str]]]:
@@ -435,6 +453,9 @@ class SimplePrinter(Printer):
 
     def move_leader(self, leader: int, target: int, r: rpc_pb2.MoveLeaderResponse) -> None:
         write(f"Leadership transferred from {leader:x} to {target:x}")
+
+    def snapshot_status(self, st: SnapshotStatus) -> None:
+        write(", ".join(snapshot_status_rows(st)[1][0]))
 
     def role_add(self, role: str, r: Message) -> None:
         write(f"Role {role} created")
@@ -584,6 +605,10 @@ class JsonPrinter(Printer):
     def move_leader(self, leader: int, target: int, r: rpc_pb2.MoveLeaderResponse) -> None:
         self.rpc(r)
 
+    def snapshot_status(self, st: SnapshotStatus) -> None:
+        body = {"hash": st.hash, "revision": st.revision, "totalKey": st.total_keys}
+        write(go_json({**body, "totalSize": st.total_size}))
+
 
 class ProtobufPrinter(Printer):
     name = "protobuf"
@@ -727,6 +752,12 @@ class FieldsPrinter(Printer):
             write(f'"AlarmType" : {rpc_pb2.AlarmType.Name(a.alarm)}')
             write("")
 
+    def snapshot_status(self, st: SnapshotStatus) -> None:
+        write(f'"Hash" : {st.hash}')
+        write(f'"Revision" : {st.revision}')
+        write(f'"Keys" : {st.total_keys}')
+        write(f'"Size" : {st.total_size}')
+
     def role_get(self, role: str, r: rpc_pb2.AuthRoleGetResponse) -> None:
         self._hdr(r.header)
         for p in r.perm:
@@ -789,6 +820,9 @@ class TablePrinter(Printer):
 
     def endpoint_hashkv(self, rows: Sequence[EpHashKV]) -> None:
         self._table(*endpoint_hashkv_rows(rows))
+
+    def snapshot_status(self, st: SnapshotStatus) -> None:
+        self._table(*snapshot_status_rows(st))
 
 
 _FORMATS: dict[str, type[Printer]] = {

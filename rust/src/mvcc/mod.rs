@@ -31,7 +31,7 @@ mod revision;
 mod snapshot;
 mod store;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod txn;
 mod write;
 

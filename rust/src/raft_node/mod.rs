@@ -12,6 +12,11 @@ mod log_store;
 mod ready_loop;
 mod recovery;
 
+/// The index and term of the bootstrap snapshot of a new cluster (and of a
+/// data dir restored from a snapshot file): Raft's log starts after it.
+pub const BOOTSTRAP_INDEX: u64 = 1;
+pub const BOOTSTRAP_TERM: u64 = 1;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, RwLock};

@@ -12,7 +12,7 @@ use protobuf::Message as _;
 use raft::prelude::{Entry, HardState, Snapshot};
 use raft::storage::MemStorage;
 
-use super::{Bootstrap, NodeConfig};
+use super::{Bootstrap, NodeConfig, BOOTSTRAP_INDEX, BOOTSTRAP_TERM};
 use crate::membership::Membership;
 use crate::pb::internal::WalMetadata;
 use crate::snap::Snapshotter;
@@ -40,10 +40,6 @@ pub(super) struct Recovered {
     pub id: u64,
     pub cluster_id: u64,
 }
-
-/// The index and term of the bootstrap snapshot of a new cluster.
-const BOOTSTRAP_INDEX: u64 = 1;
-const BOOTSTRAP_TERM: u64 = 1;
 
 pub(super) fn recover(cfg: &NodeConfig) -> Result<Recovered, RecoveryError> {
     let member_dir = cfg.data_dir.join("member");

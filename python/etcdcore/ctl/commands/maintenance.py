@@ -22,9 +22,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from etcdcore import ETCD_VERSION, __version__
+from etcdcore import ETCD_VERSION, __version__, _core
 from etcdcore.client.requests import prefix_end
 from etcdcore.proto.etcdserverpb import rpc_pb2
+from etcdcore.server.config import ConfigError, parse_initial_cluster, verify_bootstrap
 
 from ..cli import Commands, Context, bad_args, bool_flag
 from ..errors import (
@@ -35,7 +36,7 @@ from ..errors import (
     CtlError,
     rpc_message,
 )
-from ..output import write
+from ..output import SnapshotStatus, write
 from .cluster import cluster_endpoints
 
 # -- alarm -------------------------------------------------------------------------
@@ -138,6 +139,51 @@ def snapshot_save(ctx: Context, a: argparse.Namespace) -> None:
         raise CtlError(EXIT_INTERRUPTED, f"sha256 checksum not found [bytes: {received}]")
     part.rename(path)
     write(f"Snapshot saved at {path}")
+
+
+def snapshot_status(ctx: Context, a: argparse.Namespace) -> None:
+    if len(a.args) != 1:
+        raise bad_args("snapshot status requires exactly one argument")
+    data = _read_snapshot_file(a.args[0])
+    try:
+        hash_, revision, keys, size = _core.snapshot_status(data)
+    except _core.CoreError as e:
+        raise CtlError(EXIT_ERROR, e.args[1]) from e
+    ctx.printer.snapshot_status(SnapshotStatus(hash_, revision, keys, size))
+
+
+def snapshot_restore(ctx: Context, a: argparse.Namespace) -> None:
+    if len(a.args) != 1:
+        raise bad_args("snapshot restore requires exactly one argument")
+    data = _read_snapshot_file(a.args[0])
+    peer_urls = a.initial_advertise_peer_urls.split(",")
+    try:
+        cluster = parse_initial_cluster(a.initial_cluster)
+        verify_bootstrap(a.name, peer_urls, cluster, "new")
+    except ConfigError as e:
+        raise bad_args(str(e)) from e
+    data_dir = a.data_dir or f"{a.name}.etcd"
+    with _progress() as progress:
+        task = progress.add_task("restore", total=None)
+        try:
+            _core.snapshot_restore(
+                data,
+                data_dir=data_dir,
+                name=a.name,
+                initial_cluster=cluster,
+                cluster_token=a.initial_cluster_token,
+                skip_hash_check=a.skip_hash_check,
+            )
+        except _core.CoreError as e:
+            raise CtlError(EXIT_ERROR, e.args[1]) from e
+        progress.update(task, total=1, completed=1)
+
+
+def _read_snapshot_file(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise CtlError(EXIT_ERROR, f"open {path}: {(e.strerror or str(e)).lower()}") from e
 
 
 def _progress() -> Progress:
@@ -299,6 +345,33 @@ def register(commands: Commands) -> None:
 
     g = commands.group("snapshot", "Manages etcd node snapshots")
     p = g.add("save", "Stores an etcd node backend snapshot to a given file", snapshot_save)
+    p.add_argument("args", nargs="*", metavar="<filename>")
+    p = g.add("status", "Gets backend snapshot status of a given file", snapshot_status)
+    p.add_argument("args", nargs="*", metavar="<filename>")
+    p = g.add("restore", "Restores an etcd member snapshot to an etcd directory", snapshot_restore)
+    p.add_argument("--data-dir", default="", help="Path to the data directory")
+    p.add_argument("--wal-dir", default="", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--initial-cluster",
+        default="default=http://localhost:2380",
+        help="Initial cluster configuration for restore bootstrap",
+    )
+    p.add_argument(
+        "--initial-cluster-token",
+        default="etcd-cluster",
+        help="Initial cluster token for the etcd cluster during restore bootstrap",
+    )
+    p.add_argument(
+        "--initial-advertise-peer-urls",
+        default="http://localhost:2380",
+        help="List of this member's peer URLs to advertise to the rest of the cluster",
+    )
+    p.add_argument("--name", default="default", help="Human-readable name for this member")
+    bool_flag(
+        p,
+        "skip-hash-check",
+        "Ignore snapshot integrity hash value (required if copied from data directory)",
+    )
     p.add_argument("args", nargs="*", metavar="<filename>")
 
     g = commands.group("check", "commands for checking properties of the etcd cluster")
