@@ -55,6 +55,11 @@ class Member:
     advertise_peer_url: str | None = None
     #: --initial-cluster; this member alone when None.
     initial_cluster: str | None = None
+    #: "https" serves clients (or peers) over TLS; the TLS flags go in ``extra``.
+    client_scheme: str = "http"
+    peer_scheme: str = "http"
+    #: How the readiness probe talks to a TLS client listener.
+    credentials: grpc.ChannelCredentials | None = None
 
     @property
     def endpoint(self) -> str:
@@ -62,16 +67,16 @@ class Member:
 
     @property
     def peer_url(self) -> str:
-        return self.advertise_peer_url or f"http://{self.host}:{self.peer_port}"
+        return self.advertise_peer_url or f"{self.peer_scheme}://{self.host}:{self.peer_port}"
 
     def args(self) -> list[str]:
-        client = f"http://{self.host}:{self.client_port}"
+        client = f"{self.client_scheme}://{self.host}:{self.client_port}"
         return [
             "--name", self.name,
             "--data-dir", str(self.data_dir),
             "--listen-client-urls", client,
             "--advertise-client-urls", client,
-            "--listen-peer-urls", f"http://{self.host}:{self.peer_port}",
+            "--listen-peer-urls", f"{self.peer_scheme}://{self.host}:{self.peer_port}",
             "--initial-advertise-peer-urls", self.peer_url,
             "--initial-cluster", self.initial_cluster or f"{self.name}={self.peer_url}",
             *self.extra,
@@ -97,7 +102,12 @@ class Member:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with grpc.insecure_channel(self.endpoint) as ch:
+                ch = (
+                    grpc.secure_channel(self.endpoint, self.credentials)
+                    if self.credentials is not None
+                    else grpc.insecure_channel(self.endpoint)
+                )
+                with ch:
                     rpc_pb2_grpc.KVStub(ch).Range(rpc_pb2.RangeRequest(key=b"health"), timeout=1)
                 return
             except grpc.RpcError:

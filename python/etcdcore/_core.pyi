@@ -20,6 +20,24 @@ class CoreError(Exception):
     code: int
     message: str
 
+class TlsConfig:
+    """One side's TLS (client or peer listeners, outgoing peer connections):
+    PEM certificate and key files, the CA that verifies the other side
+    (client certificates are required when ``client_cert_auth``), the Go
+    names of allowed TLS 1.2 cipher suites (all when empty) and the lowest
+    version ("TLS1.2" or "TLS1.3")."""
+
+    def __init__(
+        self,
+        *,
+        cert_file: str,
+        key_file: str,
+        trusted_ca_file: str,
+        client_cert_auth: bool,
+        cipher_suites: list[str],
+        min_version: str,
+    ) -> None: ...
+
 class CoreConfig:
     """Everything the core needs to start one member (built by the Python process)."""
 
@@ -41,6 +59,8 @@ class CoreConfig:
         quota_backend_bytes: int,
         heartbeat_ms: int,
         election_ms: int,
+        client_tls: TlsConfig | None = None,
+        peer_tls: TlsConfig | None = None,
     ) -> None: ...
 
 # Items returned by Core.drain():
@@ -141,7 +161,6 @@ class Core:
     def move_leader(self, target: int) -> None:
         """Transfer leadership to ``target`` and wait until it leads (this member
         must lead)."""
-
 
 def snapshot_status(data: bytes) -> tuple[int, int, int, int]:
     """(hash, revision, total keys, total size) of a snapshot file's contents;

@@ -29,6 +29,7 @@ from etcdcore._core import Core
 from etcdcore.client import Client
 from etcdcore.server.config import ServerConfig
 from etcdcore.server.main import core_config, serve
+from etcdcore.server.tls import resolve as resolve_tls
 
 
 def _free_port(host: str) -> int:
@@ -96,7 +97,7 @@ class EmbeddedMember:
         """Start the member; returns once it serves clients."""
         if self._thread is not None:
             raise RuntimeError("already started")
-        cfg = ServerConfig.from_args(self.args(), {})
+        cfg = resolve_tls(ServerConfig.from_args(self.args(), {}))
         core = Core(core_config(cfg))
         core.start()
         self._core = core

@@ -22,5 +22,6 @@ pub mod restore;
 pub mod server;
 pub mod snap;
 pub mod state_machine;
+pub mod tls;
 pub mod transport;
 pub mod wal;

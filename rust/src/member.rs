@@ -23,6 +23,7 @@ use crate::pb::internal::{EventBatch, MemberAttributes, MemberRecord, MemberUpda
 use crate::raft_node::{Bootstrap, Node, NodeConfig, NodeHandle};
 use crate::server::{self, Limits};
 use crate::state_machine::Outcome;
+use crate::tls::{self, TlsSettings};
 use crate::transport::{self, Transport};
 
 /// What a member needs to start (parsed from etcd's flags by Python).
@@ -44,6 +45,10 @@ pub struct MemberConfig {
     pub quota_backend_bytes: u64,
     pub heartbeat: Duration,
     pub election: Duration,
+    /// TLS on the client listeners (their URLs are https).
+    pub client_tls: Option<TlsSettings>,
+    /// TLS on the peer listeners and for https peer URLs.
+    pub peer_tls: Option<TlsSettings>,
 }
 
 /// (granted TTL, attached keys) of one lease.
@@ -165,13 +170,29 @@ impl Member {
             .enable_all()
             .build()
             .map_err(|e| StartError(format!("runtime: {e}")))?;
-        let (id, cluster_id, bootstrap) = self.bootstrap(&runtime)?;
+        let tls_err = |e: String| StartError(format!("tls: {e}"));
+        let client_tls = match &self.cfg.client_tls {
+            Some(t) => Some(tls::server_config(t).map_err(tls_err)?),
+            None => None,
+        };
+        let (peer_tls, peer_dial_tls) = match &self.cfg.peer_tls {
+            Some(t) => (
+                Some(tls::server_config(t).map_err(tls_err)?),
+                Some(tls::client_config(t).map_err(tls_err)?),
+            ),
+            None => (None, None),
+        };
+        let (id, cluster_id, bootstrap) = self.bootstrap(&runtime, peer_dial_tls.clone())?;
         // Outgoing peer connections leave from the peer listener's address.
         let local_ip = peer_addrs
             .first()
             .map(|a| a.ip())
             .filter(|ip| !ip.is_unspecified());
-        let transport = Arc::new(Transport::new(local_ip, runtime.handle().clone()));
+        let transport = Arc::new(Transport::new(
+            local_ip,
+            peer_dial_tls,
+            runtime.handle().clone(),
+        ));
         let node = Node::start(
             NodeConfig {
                 id,
@@ -198,9 +219,18 @@ impl Member {
             max_txn_ops: self.cfg.max_txn_ops,
         };
         let served = runtime.block_on(async {
-            let mut tasks = transport::serve(peer_addrs, transport.clone(), rx.clone()).await?;
+            let mut tasks =
+                transport::serve(peer_addrs, transport.clone(), peer_tls, rx.clone()).await?;
             tasks.extend(
-                server::serve(addrs, handle.clone(), self.bridge.clone(), limits, rx).await?,
+                server::serve(
+                    addrs,
+                    handle.clone(),
+                    self.bridge.clone(),
+                    limits,
+                    client_tls,
+                    rx,
+                )
+                .await?,
             );
             Ok::<_, std::io::Error>(tasks)
         });
@@ -228,6 +258,7 @@ impl Member {
     fn bootstrap(
         &self,
         runtime: &tokio::runtime::Runtime,
+        peer_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     ) -> Result<(u64, u64, Bootstrap), StartError> {
         let initial: Vec<MemberRecord> = self
             .members
@@ -251,7 +282,7 @@ impl Member {
             .flat_map(|m| m.peer_urls.clone())
             .collect();
         let (cluster_id, members) = runtime
-            .block_on(transport::fetch_cluster(&others))
+            .block_on(transport::fetch_cluster(&others, peer_tls))
             .map_err(|e| StartError(format!("cannot fetch cluster info from peer urls: {e}")))?;
         let mut mine = self.cfg.peer_urls.clone();
         mine.sort();

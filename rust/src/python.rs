@@ -41,7 +41,7 @@ impl CoreConfig {
     #[new]
     #[pyo3(signature = (*, name, data_dir, client_listen, client_urls, peer_listen, peer_urls,
         initial_cluster, initial_cluster_state, cluster_token, snapshot_count, max_request_bytes,
-        max_txn_ops, quota_backend_bytes, heartbeat_ms, election_ms))]
+        max_txn_ops, quota_backend_bytes, heartbeat_ms, election_ms, client_tls=None, peer_tls=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
@@ -59,6 +59,8 @@ impl CoreConfig {
         quota_backend_bytes: u64,
         heartbeat_ms: u64,
         election_ms: u64,
+        client_tls: Option<TlsConfig>,
+        peer_tls: Option<TlsConfig>,
     ) -> CoreConfig {
         CoreConfig {
             inner: MemberConfig {
@@ -77,6 +79,40 @@ impl CoreConfig {
                 quota_backend_bytes,
                 heartbeat: Duration::from_millis(heartbeat_ms.max(1)),
                 election: Duration::from_millis(election_ms.max(1)),
+                client_tls: client_tls.map(|t| t.inner),
+                peer_tls: peer_tls.map(|t| t.inner),
+            },
+        }
+    }
+}
+
+/// One side's TLS files and policy (see `_core.pyi`).
+#[pyclass(module = "etcdcore._core", frozen)]
+#[derive(Clone)]
+pub struct TlsConfig {
+    inner: crate::tls::TlsSettings,
+}
+
+#[pymethods]
+impl TlsConfig {
+    #[new]
+    #[pyo3(signature = (*, cert_file, key_file, trusted_ca_file, client_cert_auth, cipher_suites, min_version))]
+    fn new(
+        cert_file: String,
+        key_file: String,
+        trusted_ca_file: String,
+        client_cert_auth: bool,
+        cipher_suites: Vec<String>,
+        min_version: String,
+    ) -> TlsConfig {
+        TlsConfig {
+            inner: crate::tls::TlsSettings {
+                cert_file,
+                key_file,
+                trusted_ca_file,
+                client_cert_auth,
+                cipher_suites,
+                min_version,
             },
         }
     }
@@ -353,6 +389,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CoreError", m.py().get_type::<CoreError>())?;
     m.add_class::<CoreConfig>()?;
     m.add_class::<Core>()?;
+    m.add_class::<TlsConfig>()?;
     m.add_function(wrap_pyfunction!(snapshot_status, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_restore, m)?)?;
     Ok(())

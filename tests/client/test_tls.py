@@ -1,5 +1,5 @@
-"""TLS through the client, against real etcd 3.5 only (etcdcore has no TLS yet):
-an etcd serving https:// with client-certificate authentication."""
+"""TLS through the client, against etcdcore and real etcd 3.5 alike: a server
+on https:// that requires client certificates signed by its CA."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from certs import CertificateAuthority, Pair
 
+from certs import CertificateAuthority, Pair
 from etcdcore.client import AsyncClient, Client, EtcdError, UnavailableError
 from harness import Member, etcd_bin
 
@@ -26,17 +26,18 @@ class TlsEtcd:
         return f"https://{self.member.endpoint}"
 
 
-@pytest.fixture(scope="module")
-def tls_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEtcd]:
-    """Real etcd on https:// that requires a client certificate signed by its CA."""
+@pytest.fixture(scope="module", params=["etcdcore", "etcd"])
+def tls_etcd(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TlsEtcd]:
+    """A server on https:// that requires a client certificate signed by its CA."""
     tmp = tmp_path_factory.mktemp("tls")
     ca = CertificateAuthority(tmp)
     server = ca.issue("server")
-    member = Member(data_dir=tmp / "data", command=[etcd_bin("etcd")])
-    url = f"https://{member.endpoint}"
+    member = Member(data_dir=tmp / "data", client_scheme="https")
+    if request.param == "etcd":
+        member.command = [etcd_bin("etcd")]
     member.extra = [
-        "--listen-client-urls", url,
-        "--advertise-client-urls", url,
         "--cert-file", str(server.cert),
         "--key-file", str(server.key),
         "--trusted-ca-file", str(ca.cert),

@@ -208,10 +208,15 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
     assert parse(env={"ETCD_CONFIG_FILE": str(f)}).name == "n3"
 
 
-def test_config_file_tls_sections_are_accepted(tmp_path: Path) -> None:
+def test_config_file_tls_sections_set_the_tls_flags(tmp_path: Path) -> None:
     f = tmp_path / "etcd.yml"
-    f.write_text("client-transport-security:\n  cert-file: /c.pem\n  client-cert-auth: true\n")
-    assert parse("--config-file", str(f)).ignored == ["cert-file", "client-cert-auth"]
+    f.write_text(
+        "client-transport-security:\n  cert-file: /c.pem\n  client-cert-auth: true\n"
+        "peer-transport-security:\n  trusted-ca-file: /ca.pem\n"
+    )
+    c = parse("--config-file", str(f))
+    assert (c.client_tls.cert_file, c.client_tls.client_cert_auth) == ("/c.pem", True)
+    assert c.peer_tls.trusted_ca_file == "/ca.pem"
 
 
 def test_config_file_errors(tmp_path: Path) -> None:
@@ -285,9 +290,32 @@ def test_listen_urls_must_be_ip_addresses() -> None:
         parse("--listen-client-urls=http://example.com:1", f"--advertise-client-urls={CLIENT}")
 
 
-def test_https_and_unix_urls_are_not_served_yet() -> None:
+def test_unix_urls_are_not_served_yet() -> None:
     with pytest.raises(ConfigError, match="not supported by etcdcore yet"):
+        parse("--listen-client-urls=unix://127.0.0.1:1", f"--advertise-client-urls={CLIENT}")
+
+
+def test_https_client_url_needs_a_certificate() -> None:
+    with pytest.raises(ConfigError, match="must be provided for client url https://127.0.0.1:1"):
         parse("--listen-client-urls=https://127.0.0.1:1", f"--advertise-client-urls={CLIENT}")
+
+
+def test_https_client_url_with_auto_tls_is_served_over_tls() -> None:
+    c = parse(
+        "--listen-client-urls=https://127.0.0.1:1",
+        f"--advertise-client-urls={CLIENT}",
+        "--auto-tls",
+    )
+    assert c.client_tls_enabled() and c.client_tls.auto_tls
+
+
+def test_mixing_http_and_https_listeners_is_refused() -> None:
+    with pytest.raises(ConfigError, match="either http or https client URLs"):
+        parse(
+            "--listen-client-urls=https://127.0.0.1:1,http://127.0.0.1:2",
+            f"--advertise-client-urls={CLIENT}",
+            "--auto-tls",
+        )
 
 
 def test_listen_address_maps_localhost_to_loopback() -> None:
@@ -333,9 +361,9 @@ def test_compaction_retention_units() -> None:
 # -- flags accepted for compatibility ------------------------------------------------
 
 
-def test_tls_and_other_later_flags_are_accepted_and_reported() -> None:
+def test_later_flags_are_accepted_and_reported() -> None:
     c = parse("--cert-file=/x.pem", "--client-cert-auth", "--enable-pprof", "--metrics=extensive")
-    assert c.ignored == ["cert-file", "client-cert-auth", "enable-pprof", "metrics"]
+    assert c.ignored == ["enable-pprof", "metrics"]
     assert {n.level for n in c.notices} == {"info"}
 
 

@@ -183,27 +183,29 @@ FLAGS: tuple[Flag, ...] = (
     _f("proxy-write-timeout", "5000", UINT, INFO),
     _f("proxy-read-timeout", "0", UINT, INFO),
     # security
-    _f("cert-file", use=INFO),
-    _f("key-file", use=INFO),
+    _f("cert-file"),
+    _f("key-file"),
     _f("client-cert-file", use=INFO),
     _f("client-key-file", use=INFO),
-    _f("client-cert-auth", "false", BOOL, INFO),
+    _f("client-cert-auth", "false", BOOL),
     _f("client-crl-file", use=INFO),
     _f("client-cert-allowed-hostname", use=INFO),
-    _f("trusted-ca-file", use=INFO),
-    _f("auto-tls", "false", BOOL, INFO),
-    _f("peer-cert-file", use=INFO),
-    _f("peer-key-file", use=INFO),
+    _f("trusted-ca-file"),
+    _f("auto-tls", "false", BOOL),
+    _f("peer-cert-file"),
+    _f("peer-key-file"),
     _f("peer-client-cert-file", use=INFO),
     _f("peer-client-key-file", use=INFO),
-    _f("peer-client-cert-auth", "false", BOOL, INFO),
-    _f("peer-trusted-ca-file", use=INFO),
-    _f("peer-auto-tls", "false", BOOL, INFO),
-    _f("self-signed-cert-validity", "1", UINT, INFO),
+    _f("peer-client-cert-auth", "false", BOOL),
+    _f("peer-trusted-ca-file"),
+    _f("peer-auto-tls", "false", BOOL),
+    _f("self-signed-cert-validity", "1", UINT),
     _f("peer-crl-file", use=INFO),
     _f("peer-cert-allowed-cn", use=INFO),
     _f("peer-cert-allowed-hostname", use=INFO),
-    _f("cipher-suites", use=INFO),
+    _f("cipher-suites"),
+    _f("tls-min-version", "TLS1.2", help="Minimum TLS version (TLS1.2 or TLS1.3)."),
+    _f("tls-max-version", use=INFO),
     _f("experimental-peer-skip-client-san-verification", "false", BOOL, WARN),
     _f("cors", "*", use=INFO),
     _f("host-whitelist", "*", use=INFO),
@@ -284,6 +286,21 @@ class Notice:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """One side's TLS flags (client: --cert-file...; peer: --peer-cert-file...)."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    trusted_ca_file: str = ""
+    client_cert_auth: bool = False
+    auto_tls: bool = False
+
+    def empty(self) -> bool:
+        """etcd's TLSInfo.Empty: no certificate to serve with."""
+        return not (self.cert_file and self.key_file) and not self.auto_tls
+
+
 @dataclass
 class ServerConfig:
     """A member's configuration, with etcd's names and etcd's defaults applied."""
@@ -310,6 +327,12 @@ class ServerConfig:
     logger: str
     log_outputs: list[str]
     config_file: str = ""
+    client_tls: TlsFiles = field(default_factory=TlsFiles)
+    peer_tls: TlsFiles = field(default_factory=TlsFiles)
+    #: Go names of the allowed TLS 1.2 cipher suites (empty: all).
+    cipher_suites: list[str] = field(default_factory=list)
+    tls_min_version: str = "TLS1.2"
+    self_signed_cert_validity: int = 1
     #: Flags given that etcdcore accepts but does not act on (yet).
     ignored: list[str] = field(default_factory=list)
     #: Log lines for main() to emit once logging is configured.
@@ -458,7 +481,33 @@ class ServerConfig:
                     {"quota-size-bytes": quota, "quota-maximum-size-bytes": MAX_QUOTA_BYTES},
                 )
             )
+        client_tls = TlsFiles(
+            cert_file=get("cert-file"),
+            key_file=get("key-file"),
+            trusted_ca_file=get("trusted-ca-file"),
+            client_cert_auth=_truthy(get("client-cert-auth")),
+            auto_tls=_truthy(get("auto-tls")),
+        )
+        peer_tls = TlsFiles(
+            cert_file=get("peer-cert-file"),
+            key_file=get("peer-key-file"),
+            trusted_ca_file=get("peer-trusted-ca-file"),
+            client_cert_auth=_truthy(get("peer-client-cert-auth")),
+            auto_tls=_truthy(get("peer-auto-tls")),
+        )
+        check_tls_urls(listen_client, client_tls, "--cert-file, --key-file", "client")
+        check_tls_urls(listen_peer, peer_tls, "--peer-cert-file, --peer-key-file", "peer")
+        tls_min = get("tls-min-version")
+        if tls_min not in ("TLS1.2", "TLS1.3"):
+            raise ConfigError(f'unexpected TLS version "{tls_min}" (supported: TLS1.2, TLS1.3)')
         return cls(
+            client_tls=client_tls,
+            peer_tls=peer_tls,
+            cipher_suites=[c for c in get("cipher-suites").split(",") if c],
+            tls_min_version=tls_min,
+            self_signed_cert_validity=_uint(
+                get("self-signed-cert-validity"), "self-signed-cert-validity"
+            ),
             name=name,
             data_dir=data_dir,
             listen_client_urls=listen_client,
@@ -490,6 +539,14 @@ class ServerConfig:
         )
 
     # -- derived values the core needs -----------------------------------------------
+    def client_tls_enabled(self) -> bool:
+        return any(u.startswith("https://") for u in self.listen_client_urls)
+
+    def peer_tls_enabled(self) -> bool:
+        return any(u.startswith("https://") for u in self.listen_peer_urls) or any(
+            u.startswith("https://") for _, urls in self.initial_cluster for u in urls
+        )
+
     def client_listen_addresses(self) -> list[str]:
         """``host:port`` of each --listen-client-urls entry ("localhost" -> 127.0.0.1)."""
         return [listen_address(u) for u in self.listen_client_urls]
@@ -743,7 +800,7 @@ def _yaml_value(flag: Flag, raw: Any, path: str) -> str:
 
 def parse_urls(value: str, flag: str, *, in_flag: bool = False) -> list[str]:
     """etcd's types.NewURLs: http(s) URLs with host:port and no path, deduplicated
-    and sorted. Only plain http is served by etcdcore for now."""
+    and sorted. unix sockets are not served by etcdcore yet."""
     urls: list[str] = []
     for raw in value.split(","):
         u = raw.strip()
@@ -755,12 +812,11 @@ def parse_urls(value: str, flag: str, *, in_flag: bool = False) -> list[str]:
             raise _url_error(f'URL address does not have the form "host:port": {u}', flag, in_flag)
         if parts.path or parts.query or parts.fragment:
             raise _url_error(f"URL must not contain a path: {u}", flag, in_flag)
-        if parts.scheme != "http":
+        if parts.scheme not in ("http", "https"):
             raise ConfigError(
-                f"--{flag}: {parts.scheme} URLs are not supported by etcdcore yet "
-                f"(TLS and unix sockets arrive later): {u}"
+                f"--{flag}: {parts.scheme} URLs are not supported by etcdcore yet: {u}"
             )
-        normalized = f"http://{hostport}"
+        normalized = f"{parts.scheme}://{hostport}"
         if normalized not in urls:
             urls.append(normalized)
     return sorted(urls)
@@ -787,6 +843,21 @@ def _has_host_port(hostport: str) -> bool:
 def _host(url: str) -> str:
     hostport = url.split("://", 1)[1]
     return hostport.rsplit(":", 1)[0].strip("[]")
+
+
+def check_tls_urls(urls: list[str], tls: TlsFiles, flags: str, kind: str) -> None:
+    """etcd's listener checks: https needs a certificate; one scheme per
+    listener kind (etcdcore serves TLS on all of a kind's listeners or none)."""
+    schemes = {u.split("://", 1)[0] for u in urls}
+    for u in urls:
+        if u.startswith("https://") and tls.empty():
+            raise ConfigError(
+                f"TLS key/cert ({flags}) must be provided for {kind} url {u} with HTTPS scheme"
+            )
+    if len(schemes) > 1:
+        raise ConfigError(
+            f"etcdcore serves either http or https {kind} URLs, not both: {','.join(urls)}"
+        )
 
 
 def check_bind_urls(urls: list[str]) -> None:

@@ -30,6 +30,8 @@ from etcdcore.server.config import (
     parse_compaction_retention,
 )
 from etcdcore.server.logs import LEVELS, configure_logging
+from etcdcore.server.tls import client_credentials, core_tls
+from etcdcore.server.tls import resolve as resolve_tls
 from etcdcore.services.cluster import ClusterService
 from etcdcore.services.compactor import Compactor
 from etcdcore.services.election import ElectionService
@@ -78,6 +80,8 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
         quota_backend_bytes=cfg.effective_quota_bytes(),
         heartbeat_ms=cfg.heartbeat_interval,
         election_ms=cfg.election_timeout,
+        client_tls=core_tls(cfg.client_tls, cfg) if cfg.client_tls_enabled() else None,
+        peer_tls=core_tls(cfg.peer_tls, cfg) if cfg.peer_tls_enabled() else None,
     )
 
 
@@ -108,11 +112,12 @@ async def serve(
     bridge = Bridge(core)
     lessor = Lessor(core, election_timeout_ms=cfg.election_timeout)
     WatchHub(core, max_response_bytes=cfg.max_request_bytes + GRPC_OVERHEAD_BYTES).register(bridge)
-    leader = LeaderClient(core)
+    credentials = client_credentials(cfg.client_tls) if cfg.client_tls_enabled() else None
+    leader = LeaderClient(core, credentials)
     LeaseService(core, lessor, leader).register(bridge)
     MaintenanceService(core).register(bridge)
     ClusterService(core, leader).register(bridge)
-    loopback = LoopbackKV(loopback_target(cfg.client_listen_addresses()[0]))
+    loopback = LoopbackKV(loopback_target(cfg.client_listen_addresses()[0]), credentials)
     LockService(loopback).register(bridge)
     ElectionService(loopback).register(bridge)
 
@@ -145,10 +150,13 @@ async def serve(
         compaction = asyncio.ensure_future(compactor.run())
     log.info("ready to serve client requests")
     for addr in cfg.client_listen_addresses():
-        log.info(
-            "serving client traffic insecurely; this is strongly discouraged!",
-            extra=_fields(address=addr),
-        )
+        if cfg.client_tls_enabled():
+            log.info("serving client traffic securely", extra=_fields(address=addr))
+        else:
+            log.info(
+                "serving client traffic insecurely; this is strongly discouraged!",
+                extra=_fields(address=addr),
+            )
     if on_ready is not None:
         on_ready()
     try:
@@ -227,6 +235,11 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         ),
     )
 
+    try:
+        cfg = resolve_tls(cfg)
+    except OSError as e:
+        log.warning("cannot create the self-signed certificate", extra=_fields(error=str(e)))
+        return 1
     core = Core(core_config(cfg))
     try:
         core.start()

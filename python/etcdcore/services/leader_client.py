@@ -15,6 +15,7 @@ import grpc
 from etcdcore._core import Core
 from etcdcore.bridge import UNAVAILABLE, EtcdError
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdcore.services.channels import open_channel
 
 ERR_NO_LEADER = "etcdserver: no leader"
 #: etcd's ReqTimeout floor for a forwarded call.
@@ -29,8 +30,9 @@ def grpc_target(url: str) -> str:
 class LeaderClient:
     """A gRPC channel to whichever member currently leads."""
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, credentials: grpc.ChannelCredentials | None = None) -> None:
         self.core = core
+        self._credentials = credentials
         self._target: str | None = None
         self._channel: grpc.aio.Channel | None = None
         self._keepalive: grpc.aio.StreamStreamCall | None = None
@@ -48,7 +50,7 @@ class LeaderClient:
         if target != self._target or self._channel is None:
             await self.close()
             self._target = target
-            self._channel = grpc.aio.insecure_channel(target)
+            self._channel = open_channel(target, self._credentials)
         return rpc_pb2_grpc.LeaseStub(self._channel)
 
     async def close(self) -> None:

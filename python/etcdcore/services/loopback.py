@@ -17,18 +17,20 @@ from etcdcore.bridge import EtcdError
 from etcdcore.client.requests import prefix_end
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdcore.proto.mvccpb import kv_pb2
+from etcdcore.services.channels import open_channel
 
 
 class LoopbackKV:
     """A gRPC client of this member, for services that are clients of the store."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, credentials: grpc.ChannelCredentials | None = None) -> None:
         self.target = target
+        self._credentials = credentials
         self._channel: grpc.aio.Channel | None = None
 
     def _stubs(self) -> tuple[rpc_pb2_grpc.KVStub, rpc_pb2_grpc.WatchStub]:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.target)
+            self._channel = open_channel(self.target, self._credentials)
         return rpc_pb2_grpc.KVStub(self._channel), rpc_pb2_grpc.WatchStub(self._channel)
 
     async def close(self) -> None:

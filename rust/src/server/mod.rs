@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::rustls::ServerConfig;
 use tonic::transport::server::Router;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
@@ -31,26 +32,36 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("listen tcp {addr}: bind: {e}")))
 }
 
-/// Serves `router` on `listener` until `shutdown` flips to true.
+/// Serves `router` on `listener` (TLS first when `tls` is given) until
+/// `shutdown` flips to true.
 pub(crate) fn spawn_router(
     router: Router,
     listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
     what: &'static str,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let signal = async move {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    if let Some(config) = tls {
+        let incoming = crate::tls::incoming(listener, config);
+        return Ok(tokio::spawn(async move {
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
+                log::error!("{what} server stopped: {e}");
+            }
+        }));
+    }
     // TCP_NODELAY must be set on each accepted socket here: the builder's
     // tcp_nodelay only applies to listeners tonic binds itself, and Nagle
     // plus delayed ACKs costs small responses 40 ms.
     let incoming = TcpIncoming::from_listener(listener, true, None)
         .map_err(|e| std::io::Error::other(format!("listener: {e}")))?;
     Ok(tokio::spawn(async move {
-        let signal = async move {
-            while !*shutdown.borrow() {
-                if shutdown.changed().await.is_err() {
-                    break;
-                }
-            }
-        };
         if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
             log::error!("{what} server stopped: {e}");
         }
@@ -64,6 +75,7 @@ pub async fn serve(
     node: NodeHandle,
     bridge: Arc<Bridge>,
     limits: Limits,
+    tls: Option<Arc<ServerConfig>>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut listeners = Vec::new();
@@ -94,7 +106,7 @@ pub async fn serve(
                 bridge.clone(),
                 max_decoding,
             ));
-        tasks.push(spawn_router(router, l, shutdown.clone(), "grpc")?);
+        tasks.push(spawn_router(router, l, tls.clone(), shutdown.clone(), "grpc")?);
     }
     Ok(tasks)
 }

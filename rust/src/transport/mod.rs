@@ -18,6 +18,7 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use raft::prelude::{Message, MessageType};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc as tmpsc;
+use tokio_rustls::rustls::ClientConfig;
 
 use crate::pb::internal::MemberRecord;
 use crate::raft_node::{Msg, Shared};
@@ -45,17 +46,20 @@ pub struct Transport {
     /// Outgoing connections start from this address (the peer listener's IP),
     /// so a peer, or a test's proxy, can tell members apart by source address.
     local_ip: Option<IpAddr>,
+    /// TLS for https peer URLs (--peer-cert-file / --peer-auto-tls).
+    tls: Option<Arc<ClientConfig>>,
     runtime: Handle,
     peers: Mutex<HashMap<u64, Peer>>,
     link: OnceLock<NodeLink>,
 }
 
 impl Transport {
-    pub fn new(local_ip: Option<IpAddr>, runtime: Handle) -> Self {
+    pub fn new(local_ip: Option<IpAddr>, tls: Option<Arc<ClientConfig>>, runtime: Handle) -> Self {
         Transport {
             self_id: AtomicU64::new(0),
             cluster_id: AtomicU64::new(0),
             local_ip,
+            tls,
             runtime,
             peers: Mutex::new(HashMap::new()),
             link: OnceLock::new(),

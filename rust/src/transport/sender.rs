@@ -7,7 +7,13 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use protobuf::Message as _;
 use raft::prelude::Message;
-use tokio::net::{lookup_host, TcpSocket};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{lookup_host, TcpSocket, TcpStream};
+use tokio_rustls::rustls::{pki_types, ClientConfig};
+use tokio_rustls::TlsConnector;
 use tokio::sync::mpsc as tmpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -31,14 +37,30 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// chunk, whatever --max-request-bytes allows clients to send.
 pub(super) const MAX_PEER_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
-/// Opens a channel to the first reachable URL of a peer.
+/// Opens a channel to the first reachable URL of a peer: TLS (with `tls`)
+/// for https URLs, from `local_ip` when given.
 pub(super) async fn connect(
     urls: &[String],
     local_ip: Option<IpAddr>,
+    tls: Option<Arc<ClientConfig>>,
 ) -> Result<PeerClient<Channel>, String> {
     let mut last = String::from("no peer URL");
     for url in urls {
-        let ep = match Endpoint::from_shared(url.clone()) {
+        // tonic refuses https URIs on a custom connector; TLS happens in
+        // `dial`, so the channel itself is given the plain-http spelling.
+        let (plain, https) = match url.strip_prefix("https://") {
+            Some(rest) => (format!("http://{rest}"), true),
+            None => (url.clone(), false),
+        };
+        let tls = match (https, &tls) {
+            (false, _) => None,
+            (true, Some(cfg)) => Some(cfg.clone()),
+            (true, None) => {
+                last = format!("{url}: an https peer URL needs --peer-cert-file or --peer-auto-tls");
+                continue;
+            }
+        };
+        let ep = match Endpoint::from_shared(plain) {
             Ok(ep) => ep
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true)
@@ -50,13 +72,11 @@ pub(super) async fn connect(
                 continue;
             }
         };
-        let result = match local_ip {
-            Some(ip) => {
-                ep.connect_with_connector(tower::service_fn(move |uri: Uri| dial(uri, ip)))
-                    .await
-            }
-            None => ep.connect().await,
-        };
+        let result = ep
+            .connect_with_connector(tower::service_fn(move |uri: Uri| {
+                dial(uri, local_ip, tls.clone())
+            }))
+            .await;
         match result {
             Ok(ch) => {
                 return Ok(PeerClient::new(ch)
@@ -69,22 +89,82 @@ pub(super) async fn connect(
     Err(last)
 }
 
-/// A TCP connection to `uri` from `local_ip`.
-async fn dial(uri: Uri, local_ip: IpAddr) -> std::io::Result<TokioIo<tokio::net::TcpStream>> {
-    let host = uri.host().unwrap_or("127.0.0.1");
+/// A connection to `uri`, from `local_ip` when given, wrapped in TLS when
+/// `tls` is given.
+async fn dial(
+    uri: Uri,
+    local_ip: Option<IpAddr>,
+    tls: Option<Arc<ClientConfig>>,
+) -> std::io::Result<TokioIo<PeerIo>> {
+    let host = uri.host().unwrap_or("127.0.0.1").to_string();
     let port = uri.port_u16().unwrap_or(2380);
-    let addr: SocketAddr = lookup_host((host, port))
+    let addr: SocketAddr = lookup_host((host.as_str(), port))
         .await?
-        .find(|a| a.is_ipv4() == local_ip.is_ipv4())
+        .find(|a| local_ip.is_none_or(|ip| a.is_ipv4() == ip.is_ipv4()))
         .ok_or_else(|| std::io::Error::other(format!("no address for {host}")))?;
     let sock = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
-    sock.bind(SocketAddr::new(local_ip, 0))?;
+    if let Some(ip) = local_ip {
+        sock.bind(SocketAddr::new(ip, 0))?;
+    }
     sock.set_nodelay(true)?;
-    Ok(TokioIo::new(sock.connect(addr).await?))
+    let tcp = sock.connect(addr).await?;
+    let Some(cfg) = tls else {
+        return Ok(TokioIo::new(PeerIo::Plain(tcp)));
+    };
+    let name = pki_types::ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_string())
+        .map_err(|e| std::io::Error::other(format!("{host}: {e}")))?;
+    let stream = TlsConnector::from(cfg).connect(name, tcp).await?;
+    Ok(TokioIo::new(PeerIo::Tls(Box::new(stream))))
+}
+
+/// An outgoing peer connection: plain TCP, or TLS over it.
+pub(super) enum PeerIo {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for PeerIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PeerIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            PeerIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for PeerIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            PeerIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            PeerIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PeerIo::Plain(s) => Pin::new(s).poll_flush(cx),
+            PeerIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PeerIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            PeerIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// Keeps a `Peer.Raft` stream to one peer open and feeds it, reconnecting with
@@ -97,7 +177,7 @@ pub(super) async fn run(
 ) {
     let mut backoff = BACKOFF_START;
     loop {
-        let mut client = match connect(&urls, t.local_ip).await {
+        let mut client = match connect(&urls, t.local_ip, t.tls.clone()).await {
             Ok(c) => c,
             Err(e) => {
                 log::debug!("peer {to:x} unreachable: {e}");
@@ -177,8 +257,9 @@ pub(super) async fn send_snapshot(t: Arc<Transport>, to: u64, urls: Vec<String>,
         out
     };
     let local_ip = t.local_ip;
+    let tls = t.tls.clone();
     let attempt = async move {
-        let mut client = connect(&urls, local_ip).await?;
+        let mut client = connect(&urls, local_ip, tls).await?;
         client
             .snapshot(tokio_stream::iter(chunks))
             .await

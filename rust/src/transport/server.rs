@@ -6,6 +6,7 @@ use std::sync::Arc;
 use protobuf::Message as _;
 use raft::prelude::Message;
 use tokio::sync::watch;
+use tokio_rustls::rustls::{ClientConfig, ServerConfig};
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -110,6 +111,7 @@ impl Peer for PeerService {
 pub async fn serve(
     addrs: Vec<SocketAddr>,
     t: Arc<Transport>,
+    tls: Option<Arc<ServerConfig>>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
@@ -125,6 +127,7 @@ pub async fn serve(
         tasks.push(crate::server::spawn_router(
             router,
             l,
+            tls.clone(),
             shutdown.clone(),
             "peer",
         )?);
@@ -134,10 +137,13 @@ pub async fn serve(
 
 /// Asks the given peers for the cluster (id and members): how a member started
 /// with --initial-cluster-state existing finds out what it is joining.
-pub async fn fetch_cluster(peer_urls: &[String]) -> Result<(u64, Vec<MemberRecord>), String> {
+pub async fn fetch_cluster(
+    peer_urls: &[String],
+    tls: Option<Arc<ClientConfig>>,
+) -> Result<(u64, Vec<MemberRecord>), String> {
     let mut last = String::from("no peers to ask");
     for url in peer_urls {
-        match connect(std::slice::from_ref(url), None).await {
+        match connect(std::slice::from_ref(url), None, tls.clone()).await {
             Ok(mut c) => match c.cluster(ClusterRequest {}).await {
                 Ok(r) => {
                     let r = r.into_inner();

@@ -1,5 +1,5 @@
-"""A throwaway certificate authority for TLS tests: a CA, and certificates it
-signs for 127.0.0.1 (server) and for a client."""
+"""A throwaway certificate authority for TLS tests: a CA, and the server and
+client certificates it signs."""
 
 from __future__ import annotations
 
@@ -69,9 +69,9 @@ class CertificateAuthority:
     def cert(self) -> Path:
         return self.pair.cert
 
-    def issue(self, name: str) -> Pair:
-        """A certificate for ``name``, valid for 127.0.0.1 and usable by a
-        server and a client alike (etcd checks both usages)."""
+    def issue(self, name: str, hosts: tuple[str, ...] = ("127.0.0.1",)) -> Pair:
+        """A certificate for ``name`` (its common name), valid for ``hosts``
+        and usable by a server and a client alike (etcd checks both usages)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         cert = (
@@ -84,7 +84,8 @@ class CertificateAuthority:
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(
                 x509.SubjectAlternativeName(
-                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                    [x509.IPAddress(ipaddress.ip_address(h)) for h in hosts]
+                    + [x509.DNSName("localhost")]
                 ),
                 critical=False,
             )
