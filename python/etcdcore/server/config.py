@@ -128,7 +128,14 @@ FLAGS: tuple[Flag, ...] = (
     _f("wal-dir", "", use=WARN, help="Dedicated WAL directory (the WAL stays in --data-dir)."),
     _f("listen-peer-urls", DEFAULT_LISTEN_PEER_URLS, URLS, help="URLs to listen on for peers."),
     _f("listen-client-urls", DEFAULT_LISTEN_CLIENT_URLS, URLS, help="URLs for client traffic."),
-    _f("listen-metrics-urls", "", STR, INFO),
+    _f(
+        "listen-client-http-urls",
+        "",
+        URLS,
+        help="URLs for the HTTP/JSON gateway, health and metrics (client gRPC stays on "
+        "--listen-client-urls).",
+    ),
+    _f("listen-metrics-urls", "", URLS, help="URLs for the metrics and health endpoints."),
     _f("max-snapshots", "5", UINT, INFO),
     _f("max-wals", "5", UINT, INFO),
     _f("snapshot-count", str(DEFAULT_SNAPSHOT_COUNT), UINT, help="Entries between snapshots."),
@@ -333,6 +340,9 @@ class ServerConfig:
     cipher_suites: list[str] = field(default_factory=list)
     tls_min_version: str = "TLS1.2"
     self_signed_cert_validity: int = 1
+    #: --listen-client-http-urls and --listen-metrics-urls (served by etcdcore.http).
+    listen_client_http_urls: list[str] = field(default_factory=list)
+    listen_metrics_urls: list[str] = field(default_factory=list)
     #: Flags given that etcdcore accepts but does not act on (yet).
     ignored: list[str] = field(default_factory=list)
     #: Log lines for main() to emit once logging is configured.
@@ -421,6 +431,11 @@ class ServerConfig:
         listen_client = parse_urls(get("listen-client-urls"), "listen-client-urls")
         check_bind_urls(listen_peer)
         check_bind_urls(listen_client)
+        http_urls: dict[str, list[str]] = {}
+        for flag_name in ("listen-client-http-urls", "listen-metrics-urls"):
+            value = get(flag_name)
+            http_urls[flag_name] = parse_urls(value, flag_name) if value else []
+            check_bind_urls(http_urls[flag_name])
         peer_urls = parse_urls(get("initial-advertise-peer-urls"), "initial-advertise-peer-urls")
         adv = get("advertise-client-urls")
         client_urls = parse_urls(adv, "advertise-client-urls") if adv else []
@@ -497,6 +512,13 @@ class ServerConfig:
         )
         check_tls_urls(listen_client, client_tls, "--cert-file, --key-file", "client")
         check_tls_urls(listen_peer, peer_tls, "--peer-cert-file, --peer-key-file", "peer")
+        for flag_name, urls in http_urls.items():
+            for u in urls:
+                if u.startswith("https://") and client_tls.empty():
+                    raise ConfigError(
+                        f"TLS key/cert (--cert-file, --key-file) must be provided for "
+                        f"{flag_name} url {u} with HTTPS scheme"
+                    )
         tls_min = get("tls-min-version")
         if tls_min not in ("TLS1.2", "TLS1.3"):
             raise ConfigError(f'unexpected TLS version "{tls_min}" (supported: TLS1.2, TLS1.3)')
@@ -511,6 +533,8 @@ class ServerConfig:
             name=name,
             data_dir=data_dir,
             listen_client_urls=listen_client,
+            listen_client_http_urls=http_urls["listen-client-http-urls"],
+            listen_metrics_urls=http_urls["listen-metrics-urls"],
             advertise_client_urls=client_urls,
             listen_peer_urls=listen_peer,
             initial_advertise_peer_urls=peer_urls,
@@ -624,6 +648,8 @@ def check_value(flag: Flag, value: str) -> str:
         if not _DURATION.match(value):
             raise ValueError(f'time: invalid duration "{value}"')
     elif flag.kind == URLS:
+        if not value and not flag.default:
+            return value  # etcd's NewUniqueURLsWithExceptions("", ""): empty is allowed
         return ",".join(parse_urls(value, flag.name, in_flag=True))
     if flag.choices and value not in flag.choices:
         raise ValueError("invalid value")

@@ -19,6 +19,7 @@ from pathlib import Path
 from etcdcore import ETCD_VERSION, __version__
 from etcdcore._core import Core, CoreConfig, CoreError
 from etcdcore.bridge import Bridge
+from etcdcore.http.server import HttpServer
 from etcdcore.server.config import (
     USAGE,
     ConfigError,
@@ -148,6 +149,12 @@ async def serve(
     if retention > 0:
         compactor = Compactor(core, cfg.auto_compaction_mode or "periodic", retention)
         compaction = asyncio.ensure_future(compactor.run())
+    # HTTP (gateway, health, metrics): after every service registered, since it
+    # counts the bridge's calls for /metrics.
+    http = HttpServer(
+        core, cfg, loopback_target(cfg.client_listen_addresses()[0]), credentials, bridge
+    )
+    await http.start()
     log.info("ready to serve client requests")
     for addr in cfg.client_listen_addresses():
         if cfg.client_tls_enabled():
@@ -165,6 +172,7 @@ async def serve(
             "received signal; shutting down",
             extra=_fields(signal=received[0] if received else "?"),
         )
+        await http.stop()
         if compaction is not None:
             compaction.cancel()
         await bridge.shutdown()

@@ -1,0 +1,9 @@
+"""etcd's HTTP endpoints, served by the Python process with aiohttp.
+
+- :mod:`.jsonpb`: grpc-gateway's JSON mapping of the protobuf messages;
+- :mod:`.gateway`: the ``/v3/...`` JSON API, answered by calling this
+  member's own gRPC listener (so limits, auth and error texts are gRPC's);
+- :mod:`.health`: ``/health``, ``/livez``, ``/readyz`` and ``/version``;
+- :mod:`.metrics`: ``/metrics`` (a per-server Prometheus registry);
+- :mod:`.server`: the listeners (--listen-client-http-urls, --listen-metrics-urls).
+"""
