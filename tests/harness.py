@@ -110,7 +110,10 @@ class Member:
                 with ch:
                     rpc_pb2_grpc.KVStub(ch).Range(rpc_pb2.RangeRequest(key=b"health"), timeout=1)
                 return
-            except grpc.RpcError:
+            except grpc.RpcError as e:
+                # An auth refusal is an answer: the member serves.
+                if e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED):
+                    return
                 time.sleep(0.05)
         raise TimeoutError(f"server not ready in {timeout}s:\n{self.log()}")
 

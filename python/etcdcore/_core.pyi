@@ -128,6 +128,9 @@ class Core:
     def snapshot(self) -> bytes:
         """A consistent snapshot of the whole state machine: [u64 length][state][crc32c],
         zero-padded to 512 bytes, then its SHA-256 (the trailer etcdctl checks)."""
+    def defragment(self) -> tuple[int, int]:
+        """Give back the space compaction freed: db_size drops to db_size_in_use
+        (which the quota is checked against). Returns the db_size (before, after)."""
     def leases(self) -> list[tuple[int, int]]:
         """(id, granted_ttl) of every lease in the replicated lease table."""
     def lease_info(self, lease_id: int) -> tuple[int, list[bytes]] | None:
@@ -161,6 +164,22 @@ class Core:
     def move_leader(self, target: int) -> None:
         """Transfer leadership to ``target`` and wait until it leads (this member
         must lead)."""
+
+    # -- auth (changes go through Raft; each blocks until applied) ---------------
+    def auth_propose(self, request: bytes) -> None:
+        """Apply a serialized etcdcore.AuthAdminRequest; CoreError with etcd's
+        text when the store refuses it."""
+    def auth_status(self) -> tuple[bool, int]:
+        """(enabled, revision) of the auth store."""
+    def auth_credentials(self, name: str) -> tuple[str, bool] | None:
+        """(bcrypt hash, no-password user) of a user, or None."""
+    def auth_user_roles(self, name: str) -> list[str] | None: ...
+    def auth_users(self) -> list[str]: ...
+    def auth_role_permissions(self, name: str) -> list[tuple[int, bytes, bytes]] | None:
+        """(type, key, range end) of each permission of a role, or None."""
+    def auth_roles(self) -> list[str]: ...
+    def internal_token(self) -> str:
+        """The token this process's own clients send to pass the auth checks."""
 
 def snapshot_status(data: bytes) -> tuple[int, int, int, int]:
     """(hash, revision, total keys, total size) of a snapshot file's contents;

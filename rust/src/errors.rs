@@ -81,3 +81,35 @@ impl From<crate::mvcc::MvccError> for Status {
         Status::new(Code::from_i32(e.grpc_code()), e.to_string())
     }
 }
+
+// -- authentication and RBAC ------------------------------------------------------
+
+pub const ROOT_USER_NOT_EXIST: &str = "etcdserver: root user does not exist";
+pub const ROOT_ROLE_NOT_EXIST: &str = "etcdserver: root user does not have root role";
+pub const USER_ALREADY_EXIST: &str = "etcdserver: user name already exists";
+pub const USER_EMPTY: &str = "etcdserver: user name is empty";
+pub const USER_NOT_FOUND: &str = "etcdserver: user name not found";
+pub const ROLE_ALREADY_EXIST: &str = "etcdserver: role name already exists";
+pub const ROLE_NOT_FOUND: &str = "etcdserver: role name not found";
+pub const ROLE_EMPTY: &str = "etcdserver: role name is empty";
+pub const AUTH_FAILED: &str = "etcdserver: authentication failed, invalid user ID or password";
+pub const PERMISSION_NOT_GIVEN: &str = "etcdserver: permission not given";
+pub const PERMISSION_DENIED: &str = "etcdserver: permission denied";
+pub const ROLE_NOT_GRANTED: &str = "etcdserver: role is not granted to the user";
+pub const PERMISSION_NOT_GRANTED: &str = "etcdserver: permission is not granted to the role";
+pub const AUTH_NOT_ENABLED: &str = "etcdserver: authentication is not enabled";
+pub const INVALID_AUTH_TOKEN: &str = "etcdserver: invalid auth token";
+pub const INVALID_AUTH_MGMT: &str = "etcdserver: invalid auth management";
+
+/// An auth error with the gRPC code etcd gives its message.
+pub fn auth(msg: &'static str) -> Status {
+    let code = match msg {
+        USER_EMPTY | ROLE_EMPTY | AUTH_FAILED | PERMISSION_NOT_GIVEN | INVALID_AUTH_MGMT => {
+            Code::InvalidArgument
+        }
+        PERMISSION_DENIED => Code::PermissionDenied,
+        INVALID_AUTH_TOKEN => Code::Unauthenticated,
+        _ => Code::FailedPrecondition,
+    };
+    Status::new(code, msg)
+}

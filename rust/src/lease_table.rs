@@ -34,6 +34,15 @@ impl LeaseTable {
         self.ttls.remove(&id).is_some()
     }
 
+    /// How many leases exist.
+    pub fn len(&self) -> usize {
+        self.ttls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ttls.is_empty()
+    }
+
     /// (id, granted TTL) in id order.
     pub fn iter(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         self.ttls.iter().map(|(id, ttl)| (*id, *ttl))

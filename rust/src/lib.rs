@@ -8,6 +8,7 @@
 // at each return would cost an allocation per error and buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod auth;
 pub mod bridge;
 pub mod errors;
 pub mod identity;
@@ -17,6 +18,7 @@ pub mod membership;
 pub mod mvcc;
 pub mod pb;
 mod python;
+pub mod quota;
 pub mod raft_node;
 pub mod restore;
 pub mod server;

@@ -12,6 +12,7 @@ use prost::Message;
 use tokio::sync::watch;
 use tonic::Status;
 
+use crate::auth;
 use crate::bridge::Bridge;
 use crate::identity::{self, Member as MemberInfo};
 use crate::membership::Change;
@@ -19,12 +20,17 @@ use crate::pb::etcdserverpb::{
     AlarmMember, AlarmRequest, CompactionRequest, LeaseGrantRequest, LeaseRevokeRequest,
 };
 use crate::pb::internal::internal_request::Request;
-use crate::pb::internal::{EventBatch, MemberAttributes, MemberRecord, MemberUpdate};
+use crate::pb::internal::{
+    AuthAdminRequest, EventBatch, MemberAttributes, MemberRecord, MemberUpdate,
+};
 use crate::raft_node::{Bootstrap, Node, NodeConfig, NodeHandle};
 use crate::server::{self, Limits};
 use crate::state_machine::Outcome;
 use crate::tls::{self, TlsSettings};
 use crate::transport::{self, Transport};
+
+/// (permission type, key, range end), as RoleGet lists them.
+pub type RolePermission = (i32, Vec<u8>, Vec<u8>);
 
 /// What a member needs to start (parsed from etcd's flags by Python).
 #[derive(Clone, Debug)]
@@ -66,6 +72,7 @@ pub struct StatusInfo {
     pub revision: i64,
     pub compact_revision: i64,
     pub db_size: i64,
+    pub db_size_in_use: i64,
     pub keys: usize,
     pub is_learner: bool,
     pub leader_changes: u64,
@@ -203,6 +210,7 @@ impl Member {
                 heartbeat: self.cfg.heartbeat,
                 election_ticks,
                 snapshot_count: self.cfg.snapshot_count.max(1),
+                quota_backend_bytes: self.cfg.quota_backend_bytes,
             },
             self.bridge.clone(),
             Some(transport.clone()),
@@ -368,7 +376,8 @@ impl Member {
             raft_applied_index: sm.applied_index,
             revision: sm.store.current_revision(),
             compact_revision: sm.store.compact_revision(),
-            db_size: sm.store.size_bytes() as i64,
+            db_size: sm.db_size() as i64,
+            db_size_in_use: sm.db_size_in_use() as i64,
             keys: sm.store.keys_count(),
             is_learner: sm.membership.get(self.id()).is_some_and(|m| m.is_learner),
             leader_changes: h.shared.leader_changes.load(Ordering::Acquire),
@@ -524,6 +533,14 @@ impl Member {
             .map(|ttl| (ttl, sm.store.keys_with_lease(id))))
     }
 
+    /// Defragment: gives back the space compaction freed, so the database
+    /// size (and the quota check) drops to what is in use. Member-local, as
+    /// etcd's. Returns the size (before, after).
+    pub fn defragment(&self) -> Result<(usize, usize), Status> {
+        let h = self.node()?;
+        Ok(h.shared.sm.write().expect("state poisoned").defragment())
+    }
+
     pub fn alarms(&self) -> Result<Vec<AlarmMember>, Status> {
         let h = self.node()?;
         Ok(h.shared.sm.read().expect("state poisoned").alarms.clone())
@@ -570,6 +587,64 @@ impl Member {
             Outcome::Alarm(resp) => Ok(resp.alarms),
             o => Err(Status::internal(format!("unexpected outcome {o:?}"))),
         }
+    }
+
+    // -- auth ---------------------------------------------------------------------
+
+    /// Proposes a change to the auth store and waits until it is applied.
+    pub fn auth_propose(&self, request: AuthAdminRequest) -> Result<(), Status> {
+        self.node()?.propose_blocking(Request::Auth(request))?;
+        Ok(())
+    }
+
+    /// (enabled, revision) of the auth store.
+    pub fn auth_status(&self) -> Result<(bool, u64), Status> {
+        let h = self.node()?;
+        let sm = h.shared.sm.read().expect("state poisoned");
+        Ok((sm.auth.enabled(), sm.auth.revision()))
+    }
+
+    /// (password hash, no-password user) of a user, if it exists.
+    pub fn auth_credentials(&self, name: &str) -> Result<Option<(String, bool)>, Status> {
+        let h = self.node()?;
+        let sm = h.shared.sm.read().expect("state poisoned");
+        Ok(sm.auth.credentials(name))
+    }
+
+    /// The roles of a user, if it exists.
+    pub fn auth_user_roles(&self, name: &str) -> Result<Option<Vec<String>>, Status> {
+        let h = self.node()?;
+        let sm = h.shared.sm.read().expect("state poisoned");
+        Ok(sm.auth.user(name).map(auth::sorted_roles))
+    }
+
+    pub fn auth_users(&self) -> Result<Vec<String>, Status> {
+        let h = self.node()?;
+        let sm = h.shared.sm.read().expect("state poisoned");
+        Ok(sm.auth.user_names())
+    }
+
+    /// (type, key, range end) of each permission of a role, if it exists.
+    pub fn auth_role_permissions(&self, name: &str) -> Result<Option<Vec<RolePermission>>, Status> {
+        let h = self.node()?;
+        let sm = h.shared.sm.read().expect("state poisoned");
+        Ok(sm.auth.role(name).map(|r| {
+            auth::permissions(r)
+                .into_iter()
+                .map(|p| (p.perm_type, p.key, p.range_end))
+                .collect()
+        }))
+    }
+
+    pub fn auth_roles(&self) -> Result<Vec<String>, Status> {
+        let h = self.node()?;
+        let sm = h.shared.sm.read().expect("state poisoned");
+        Ok(sm.auth.role_names())
+    }
+
+    /// The token this process's own clients send to pass the auth checks.
+    pub fn internal_token(&self) -> Result<String, Status> {
+        Ok(self.node()?.shared.internal_token.clone())
     }
 }
 

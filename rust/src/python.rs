@@ -86,6 +86,9 @@ impl CoreConfig {
     }
 }
 
+/// (permission type, key, range end), as `Core.auth_role_permissions` returns it.
+type PermissionRow<'py> = (i32, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+
 /// One side's TLS files and policy (see `_core.pyi`).
 #[pyclass(module = "etcdcore._core", frozen)]
 #[derive(Clone)]
@@ -222,7 +225,7 @@ impl Core {
         d.set_item("revision", s.revision)?;
         d.set_item("compact_revision", s.compact_revision)?;
         d.set_item("db_size", s.db_size)?;
-        d.set_item("db_size_in_use", s.db_size)?;
+        d.set_item("db_size_in_use", s.db_size_in_use)?;
         d.set_item("keys", s.keys)?;
         d.set_item("is_learner", s.is_learner)?;
         d.set_item("leader_changes", s.leader_changes)?;
@@ -259,6 +262,10 @@ impl Core {
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let b = self.with(|m| m.snapshot()).map_err(core_err)?;
         Ok(PyBytes::new(py, &b))
+    }
+
+    fn defragment(&self) -> PyResult<(usize, usize)> {
+        self.with(|m| m.defragment()).map_err(core_err)
     }
 
     fn leases(&self) -> PyResult<Vec<(i64, i64)>> {
@@ -348,6 +355,53 @@ impl Core {
     fn move_leader(&self, py: Python<'_>, target: u64) -> PyResult<()> {
         py.allow_threads(|| self.with(|m| m.move_leader(target)))
             .map_err(core_err)
+    }
+
+    /// Propose a serialized etcdcore.AuthAdminRequest; blocks until applied.
+    fn auth_propose(&self, py: Python<'_>, request: Vec<u8>) -> PyResult<()> {
+        let req = <crate::pb::internal::AuthAdminRequest as prost::Message>::decode(&request[..])
+            .map_err(|e| CoreError::new_err((13, format!("bad auth request: {e}"))))?;
+        py.allow_threads(|| self.with(|m| m.auth_propose(req)))
+            .map_err(core_err)
+    }
+
+    fn auth_status(&self) -> PyResult<(bool, u64)> {
+        self.with(|m| m.auth_status()).map_err(core_err)
+    }
+
+    fn auth_credentials(&self, name: &str) -> PyResult<Option<(String, bool)>> {
+        self.with(|m| m.auth_credentials(name)).map_err(core_err)
+    }
+
+    fn auth_user_roles(&self, name: &str) -> PyResult<Option<Vec<String>>> {
+        self.with(|m| m.auth_user_roles(name)).map_err(core_err)
+    }
+
+    fn auth_users(&self) -> PyResult<Vec<String>> {
+        self.with(|m| m.auth_users()).map_err(core_err)
+    }
+
+    fn auth_role_permissions<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+    ) -> PyResult<Option<Vec<PermissionRow<'py>>>> {
+        let perms = self
+            .with(|m| m.auth_role_permissions(name))
+            .map_err(core_err)?;
+        Ok(perms.map(|ps| {
+            ps.into_iter()
+                .map(|(t, k, e)| (t, PyBytes::new(py, &k), PyBytes::new(py, &e)))
+                .collect()
+        }))
+    }
+
+    fn auth_roles(&self) -> PyResult<Vec<String>> {
+        self.with(|m| m.auth_roles()).map_err(core_err)
+    }
+
+    fn internal_token(&self) -> PyResult<String> {
+        self.with(|m| m.internal_token()).map_err(core_err)
     }
 }
 

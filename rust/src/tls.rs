@@ -48,7 +48,8 @@ fn provider(s: &TlsSettings) -> Result<Arc<rustls::crypto::CryptoProvider>, Stri
             wanted.push(*suite);
         }
         p.cipher_suites.retain(|cs| {
-            cs.version() == &rustls::version::TLS13 || wanted.iter().any(|w| w.suite() == cs.suite())
+            cs.version() == &rustls::version::TLS13
+                || wanted.iter().any(|w| w.suite() == cs.suite())
         });
     }
     Ok(Arc::new(p))
@@ -60,7 +61,9 @@ fn go_name(cs: &rustls::SupportedCipherSuite) -> Option<&'static str> {
     Some(match cs.suite() {
         C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
         C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-        C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+        C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => {
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"
+        }
         C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
         C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
         C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
@@ -68,8 +71,11 @@ fn go_name(cs: &rustls::SupportedCipherSuite) -> Option<&'static str> {
     })
 }
 
-fn versions(s: &TlsSettings) -> Result<&'static [&'static rustls::SupportedProtocolVersion], String> {
-    static BOTH: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+fn versions(
+    s: &TlsSettings,
+) -> Result<&'static [&'static rustls::SupportedProtocolVersion], String> {
+    static BOTH: &[&rustls::SupportedProtocolVersion] =
+        &[&rustls::version::TLS13, &rustls::version::TLS12];
     static TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
     match s.min_version.as_str() {
         "" | "TLS1.2" => Ok(BOTH),
@@ -110,9 +116,10 @@ pub fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
         .with_protocol_versions(versions(s)?)
         .map_err(|e| e.to_string())?;
     let builder = if s.client_cert_auth && !s.trusted_ca_file.is_empty() {
-        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots(&s.trusted_ca_file)?))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder(Arc::new(roots(&s.trusted_ca_file)?))
+                .build()
+                .map_err(|e| e.to_string())?;
         builder.with_client_cert_verifier(verifier)
     } else {
         builder.with_no_client_auth()
@@ -171,7 +178,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyServer {
         cert: &pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -180,7 +192,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyServer {
         cert: &pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -211,7 +228,8 @@ pub fn incoming(
             let acceptor = acceptor.clone();
             let out = tx.clone();
             tokio::spawn(async move {
-                let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+                let handshake =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
                 match handshake.await {
                     Ok(Ok(tls)) => {
                         let _ = out.send(Ok(tls)).await;

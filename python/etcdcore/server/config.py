@@ -234,8 +234,8 @@ FLAGS: tuple[Flag, ...] = (
     _f("experimental-distributed-tracing-instance-id", use=WARN),
     # auth
     _f("auth-token", "simple", use=INFO),
-    _f("bcrypt-cost", "10", UINT, INFO),
-    _f("auth-token-ttl", "300", UINT, INFO),
+    _f("bcrypt-cost", "10", UINT),
+    _f("auth-token-ttl", "300", UINT),
     _f("enable-grpc-gateway", "true", BOOL, INFO),
     # experimental
     _f("experimental-initial-corrupt-check", "false", BOOL, WARN),
@@ -339,6 +339,10 @@ class ServerConfig:
     #: Go names of the allowed TLS 1.2 cipher suites (empty: all).
     cipher_suites: list[str] = field(default_factory=list)
     tls_min_version: str = "TLS1.2"
+    #: Lifetime of an idle simple token (--auth-token-ttl), in seconds.
+    auth_token_ttl: int = 300
+    #: bcrypt cost for new passwords (--bcrypt-cost).
+    bcrypt_cost: int = 10
     self_signed_cert_validity: int = 1
     #: --listen-client-http-urls and --listen-metrics-urls (served by etcdcore.http).
     listen_client_http_urls: list[str] = field(default_factory=list)
@@ -527,6 +531,8 @@ class ServerConfig:
             peer_tls=peer_tls,
             cipher_suites=[c for c in get("cipher-suites").split(",") if c],
             tls_min_version=tls_min,
+            auth_token_ttl=_uint(get("auth-token-ttl"), "auth-token-ttl"),
+            bcrypt_cost=_uint(get("bcrypt-cost"), "bcrypt-cost"),
             self_signed_cert_validity=_uint(
                 get("self-signed-cert-validity"), "self-signed-cert-validity"
             ),

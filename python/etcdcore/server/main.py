@@ -33,6 +33,7 @@ from etcdcore.server.config import (
 from etcdcore.server.logs import LEVELS, configure_logging
 from etcdcore.server.tls import client_credentials, core_tls
 from etcdcore.server.tls import resolve as resolve_tls
+from etcdcore.services.auth import AuthService
 from etcdcore.services.cluster import ClusterService
 from etcdcore.services.compactor import Compactor
 from etcdcore.services.election import ElectionService
@@ -117,8 +118,11 @@ async def serve(
     leader = LeaderClient(core, credentials)
     LeaseService(core, lessor, leader).register(bridge)
     MaintenanceService(core).register(bridge)
+    AuthService(core, token_ttl=cfg.auth_token_ttl, bcrypt_cost=cfg.bcrypt_cost).register(bridge)
     ClusterService(core, leader).register(bridge)
-    loopback = LoopbackKV(loopback_target(cfg.client_listen_addresses()[0]), credentials)
+    loopback = LoopbackKV(
+        loopback_target(cfg.client_listen_addresses()[0]), credentials, core.internal_token()
+    )
     LockService(loopback).register(bridge)
     ElectionService(loopback).register(bridge)
 

@@ -23,14 +23,20 @@ from etcdcore.services.channels import open_channel
 class LoopbackKV:
     """A gRPC client of this member, for services that are clients of the store."""
 
-    def __init__(self, target: str, credentials: grpc.ChannelCredentials | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
+    ) -> None:
         self.target = target
         self._credentials = credentials
+        self._token = token
         self._channel: grpc.aio.Channel | None = None
 
     def _stubs(self) -> tuple[rpc_pb2_grpc.KVStub, rpc_pb2_grpc.WatchStub]:
         if self._channel is None:
-            self._channel = open_channel(self.target, self._credentials)
+            self._channel = open_channel(self.target, self._credentials, self._token)
         return rpc_pb2_grpc.KVStub(self._channel), rpc_pb2_grpc.WatchStub(self._channel)
 
     async def close(self) -> None:

@@ -18,7 +18,9 @@ against a running etcd 3.5.1):
   headers. ``etcdctl snapshot save`` requires ``size % 512 == 32``; the core's
   snapshot blob is already padded and digested that way (``Core.snapshot``).
 - ``Defragment`` and ``MoveLeader`` answer an empty response (no header), as
-  etcd does.
+  etcd does. Defragment gives back what compaction freed: ``dbSize`` (the
+  high-water mark of ``dbSizeInUse``, like a bbolt file) drops to ``dbSizeInUse``,
+  and the backend quota is checked against ``dbSize``.
 - ``Downgrade``: Unimplemented for now.
 """
 
@@ -157,11 +159,21 @@ class MaintenanceService:
         return resp.SerializeToString()
 
     async def defragment(self, data: bytes) -> bytes:
-        """Defragment: nothing to rewrite in an in-memory store (compaction has
-        already freed what it could); answers like etcd, without a header."""
+        """Defragment: gives back the space compaction freed, so dbSize (what the
+        quota is checked against) drops to dbSizeInUse; answers like etcd, without
+        a header."""
         rpc_pb2.DefragmentRequest.FromString(data)
         log.info("starting defragment")
-        log.info("finished defragment")
+        before, after = self.core.defragment()
+        log.info(
+            "finished defragment",
+            extra={
+                "fields": {
+                    "current-db-size-bytes-diff": after - before,
+                    "current-db-size-bytes": after,
+                }
+            },
+        )
         return rpc_pb2.DefragmentResponse().SerializeToString()
 
     async def move_leader(self, data: bytes) -> bytes:

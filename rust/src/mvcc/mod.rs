@@ -38,4 +38,4 @@ mod write;
 pub use duplicates::check_txn_duplicates;
 pub use error::MvccError;
 pub use revision::Revision;
-pub use store::Store;
+pub use store::{Store, PER_VERSION_BYTES};

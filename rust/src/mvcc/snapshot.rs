@@ -121,7 +121,7 @@ impl Store {
             )));
         }
         self.leases.set(&key, 0);
-        self.log.insert(r, tombstone_kv(&key, r));
+        self.insert_version(r, tombstone_kv(&key, r));
         Ok(())
     }
 
@@ -150,7 +150,7 @@ impl Store {
             }
         }
         self.leases.set(&kv.key, kv.lease);
-        self.log.insert(r, kv);
+        self.insert_version(r, kv);
         Ok(())
     }
 }

@@ -25,6 +25,9 @@ pub struct Store {
     /// `key` and `mod_revision` set (`create_revision == 0` marks it), which
     /// is also the shape of a DELETE event's kv.
     pub(super) log: BTreeMap<Revision, KeyValue>,
+    /// [`version_bytes`] summed over `log`, kept as the log changes (the
+    /// quota check reads it on every write).
+    pub(super) log_bytes: usize,
     /// Revision of the last completed write; 1 for an empty store, as etcd.
     pub(super) current: i64,
     /// Revision of the last compaction; -1 until the first, as etcd.
@@ -51,21 +54,40 @@ pub(super) fn tombstone_kv(key: &[u8], rev: Revision) -> KeyValue {
     }
 }
 
+/// Bytes one stored version is counted for, beyond its key and value.
+pub const PER_VERSION_BYTES: usize = 48;
+
+/// What one version in the log counts for in [`Store::size_bytes`].
+pub(super) fn version_bytes(kv: &KeyValue) -> usize {
+    kv.key.len() + kv.value.len() + PER_VERSION_BYTES
+}
+
 impl Store {
     /// Approximate bytes held by the log (keys, values and per-version
-    /// overhead): what Status reports as the database size.
+    /// overhead): every version until compaction drops it. O(1).
     pub fn size_bytes(&self) -> usize {
-        const PER_VERSION: usize = 48;
-        self.log
-            .values()
-            .map(|kv| kv.key.len() + kv.value.len() + PER_VERSION)
-            .sum()
+        self.log_bytes
+    }
+
+    /// Adds one version to the log.
+    pub(super) fn insert_version(&mut self, at: Revision, kv: KeyValue) {
+        self.log_bytes += version_bytes(&kv);
+        if let Some(old) = self.log.insert(at, kv) {
+            self.log_bytes -= version_bytes(&old);
+        }
+    }
+
+    /// Drops every version at or after `from` from the log.
+    pub(super) fn truncate_log(&mut self, from: Revision) {
+        let dropped = self.log.split_off(&from);
+        self.log_bytes -= dropped.values().map(version_bytes).sum::<usize>();
     }
 
     pub fn new() -> Store {
         Store {
             index: Index::new(),
             log: BTreeMap::new(),
+            log_bytes: 0,
             current: 1,
             compacted: -1,
             leases: LeaseKeys::default(),
@@ -137,6 +159,8 @@ impl Store {
         for (r, kv) in older {
             if kept.contains(&r) {
                 self.log.insert(r, kv);
+            } else {
+                self.log_bytes -= version_bytes(&kv);
             }
         }
         self.compacted = rev;
@@ -258,6 +282,55 @@ mod tests {
         del(&mut s, "b");
         assert!(s.keys_with_lease(7).is_empty());
         assert_eq!(s.keys_with_lease(8), vec![b"c".to_vec()]);
+    }
+
+    fn counted_bytes(s: &Store) -> usize {
+        s.log.values().map(version_bytes).sum()
+    }
+
+    #[test]
+    fn size_bytes_follows_writes_rollbacks_and_compaction() {
+        let mut s = Store::new();
+        assert_eq!(s.size_bytes(), 0);
+        sample_history(&mut s);
+        put(&mut s, "z", "12345");
+        assert_eq!(s.size_bytes(), counted_bytes(&s));
+        assert_eq!(s.size_bytes(), counted_bytes(&s));
+        let before = s.size_bytes();
+        // A txn whose second put fails rolls its first put back.
+        use crate::pb::etcdserverpb::{
+            request_op::Request as Op, PutRequest, RequestOp, TxnRequest,
+        };
+        let op = |key: &str, ignore_value: bool| RequestOp {
+            request: Some(Op::RequestPut(PutRequest {
+                key: key.as_bytes().to_vec(),
+                value: b"value".to_vec(),
+                ignore_value,
+                ..Default::default()
+            })),
+        };
+        let txn = TxnRequest {
+            success: vec![op("y", false), op("missing", true)],
+            ..Default::default()
+        };
+        assert!(s.txn(&txn, &|_| true).is_err());
+        assert_eq!(s.size_bytes(), before);
+        let cur = s.current_revision();
+        s.compact(cur).unwrap();
+        assert_eq!(s.size_bytes(), counted_bytes(&s));
+        assert!(s.size_bytes() < before);
+    }
+
+    #[test]
+    fn compaction_frees_overwritten_history() {
+        let mut s = Store::new();
+        let value = "v".repeat(1000);
+        for _ in 0..10 {
+            put(&mut s, "k", &value);
+        }
+        assert_eq!(s.size_bytes(), 10 * (1 + 1000 + PER_VERSION_BYTES));
+        s.compact(s.current_revision()).unwrap();
+        assert_eq!(s.size_bytes(), 1 + 1000 + PER_VERSION_BYTES);
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl<'a> WriteTxn<'a> {
             key: req.key.clone(),
             prev: prev_mod,
         });
-        self.store.log.insert(at, kv.clone());
+        self.store.insert_version(at, kv.clone());
         self.store.leases.set(&req.key, lease);
         self.changes += 1;
         self.events.push(Event {
@@ -139,7 +139,7 @@ impl<'a> WriteTxn<'a> {
             prev: prev_mod,
         });
         let kv = tombstone_kv(&prev.key, at);
-        self.store.log.insert(at, kv.clone());
+        self.store.insert_version(at, kv.clone());
         self.store.leases.set(&prev.key, 0);
         self.changes += 1;
         self.events.push(Event {
@@ -172,7 +172,7 @@ impl<'a> WriteTxn<'a> {
                 }
             }
         }
-        self.store.log.split_off(&Revision::new(self.rev, 0));
+        self.store.truncate_log(Revision::new(self.rev, 0));
         for key in touched {
             let lease = self.store.kv_at(&key, i64::MAX).map_or(0, |kv| kv.lease);
             self.store.leases.set(&key, lease);

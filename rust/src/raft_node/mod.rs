@@ -59,6 +59,8 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     pub election_ticks: usize,
     pub snapshot_count: u64,
+    /// --quota-backend-bytes as Python resolved it; 0 means none.
+    pub quota_backend_bytes: u64,
 }
 
 /// A proposal's result: the outcome and the position it was applied at.
@@ -115,6 +117,9 @@ pub struct Shared {
     /// This member is a learner: it may serve only serializable reads.
     pub learner: AtomicBool,
     pub leader_changes: AtomicU64,
+    /// Lets this process's own clients (lock and election services) through
+    /// the auth checks; never leaves the member.
+    pub internal_token: String,
 }
 
 impl Shared {
@@ -163,6 +168,7 @@ impl Node {
             removed: AtomicBool::new(false),
             learner: AtomicBool::new(false),
             leader_changes: AtomicU64::new(0),
+            internal_token: crate::auth::random_token(),
         });
         let (tx, rx) = mpsc::channel();
         let config = Arc::new(config);

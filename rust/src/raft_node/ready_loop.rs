@@ -9,6 +9,10 @@
 //! 3. `advance()`: apply what that made committed, answer the proposers, hand the
 //!    batch's events to the watch hub in one bridge item;
 //! 4. snapshot when `snapshot_count` entries were applied since the last one.
+//!
+//! The backend quota is checked here too (see [`crate::quota`]): a write
+//! that does not fit is not proposed; this member raises its NOSPACE alarm
+//! and the caller gets "database space exceeded" once the alarm is applied.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -29,8 +33,11 @@ use super::{Applied, Msg, NodeConfig, ProposalReply, RecoveryError, Shared};
 use crate::bridge::{Bridge, Item};
 use crate::errors;
 use crate::membership::Change;
+use crate::pb::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType};
+use crate::pb::internal::internal_request::Request;
 use crate::pb::internal::{ConfChangeContext, EventBatch, InternalRequest, MemberRecord};
 use crate::pb::mvccpb::Event;
+use crate::quota::{self, Quota};
 use crate::snap::Snapshotter;
 use crate::state_machine::{Outcome, StateMachine};
 use crate::transport::Transport;
@@ -110,6 +117,13 @@ struct ReadBatch {
     deadline: Instant,
 }
 
+/// This member's NOSPACE alarm on its way through Raft, and the callers
+/// whose writes did not fit: they are answered once it is applied.
+struct NoSpaceAlarm {
+    applied: oneshot::Receiver<Result<Applied, Status>>,
+    waiters: Vec<ProposalReply>,
+}
+
 struct Transfer {
     to: u64,
     reply: ReadReply,
@@ -133,6 +147,11 @@ pub(super) struct ReadyLoop {
     reads_in_raft: HashMap<u64, ReadBatch>,
     reads_to_apply: Vec<(u64, ReadReply)>,
     transfers: Vec<Transfer>,
+    quota: Quota,
+    no_space_alarm: Option<NoSpaceAlarm>,
+    /// Entries up to here were committed before this start: re-applying
+    /// them must not raise alarms again (one may have been disarmed since).
+    replayed_until: u64,
     last_snapshot_index: u64,
     was_leader: bool,
     stopping: bool,
@@ -152,6 +171,8 @@ impl ReadyLoop {
     ) -> ReadyLoop {
         let last_snapshot_index = shared.sm.read().expect("state poisoned").applied_index;
         let cfg_id = cfg.id;
+        let quota = Quota::new(cfg.quota_backend_bytes);
+        let replayed_until = node.raft.raft_log.committed;
         ReadyLoop {
             cfg,
             node,
@@ -169,6 +190,9 @@ impl ReadyLoop {
             reads_in_raft: HashMap::new(),
             reads_to_apply: Vec::new(),
             transfers: Vec::new(),
+            quota,
+            no_space_alarm: None,
+            replayed_until,
             last_snapshot_index,
             was_leader: false,
             stopping: false,
@@ -217,6 +241,7 @@ impl ReadyLoop {
                 log::error!("raft loop stopping: {e}");
                 self.stopping = true;
             }
+            self.answer_no_space();
             if self.shared.removed.load(Ordering::Acquire) {
                 self.stopping = true;
             }
@@ -230,6 +255,10 @@ impl ReadyLoop {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Propose { request, reply } => {
+                if !self.fits_quota(&request) {
+                    self.refuse_no_space(Some(reply));
+                    return;
+                }
                 let id = self.take_id();
                 let request = InternalRequest {
                     id,
@@ -264,6 +293,73 @@ impl ReadyLoop {
         let id = self.next_id;
         self.next_id += 1;
         id
+    }
+
+    /// etcd's check before proposing: would `request` take this member's
+    /// database to its quota?
+    fn fits_quota(&self, request: &Request) -> bool {
+        let cost = quota::cost(request);
+        cost == 0 || {
+            let size = self.shared.sm.read().expect("state poisoned").db_size();
+            self.quota.allows(size, cost)
+        }
+    }
+
+    /// A write did not fit the quota: raise this member's NOSPACE alarm
+    /// through Raft (once, however many writes are refused meanwhile) and
+    /// answer `waiter` with "database space exceeded" when it is applied.
+    fn refuse_no_space(&mut self, waiter: Option<ProposalReply>) {
+        if let Some(alarm) = &mut self.no_space_alarm {
+            alarm.waiters.extend(waiter);
+            return;
+        }
+        let raised = {
+            let sm = self.shared.sm.read().expect("state poisoned");
+            sm.alarms
+                .iter()
+                .any(|a| a.member_id == self.cfg.id && a.alarm == AlarmType::Nospace as i32)
+        };
+        if raised {
+            if let Some(w) = waiter {
+                let _ = w.send(Err(errors::no_space()));
+            }
+            return;
+        }
+        log::warn!(
+            "message exceeded backend quota; raising alarm (quota-size-bytes {})",
+            self.quota.limit
+        );
+        let id = self.take_id();
+        let request = InternalRequest {
+            id,
+            request: Some(Request::Alarm(AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: self.cfg.id,
+                alarm: AlarmType::Nospace as i32,
+            })),
+        };
+        let (reply, applied) = oneshot::channel();
+        let deadline = Instant::now() + PROPOSAL_TIMEOUT;
+        self.propose(Proposal::Entry(request), id, reply, deadline);
+        self.no_space_alarm = Some(NoSpaceAlarm {
+            applied,
+            waiters: waiter.into_iter().collect(),
+        });
+    }
+
+    /// Answers the writes refused for space once the alarm is applied (or
+    /// could not be: they are refused all the same).
+    fn answer_no_space(&mut self) {
+        let Some(alarm) = &mut self.no_space_alarm else {
+            return;
+        };
+        if let Err(oneshot::error::TryRecvError::Empty) = alarm.applied.try_recv() {
+            return;
+        }
+        for w in std::mem::take(&mut alarm.waiters) {
+            let _ = w.send(Err(errors::no_space()));
+        }
+        self.no_space_alarm = None;
     }
 
     fn leader_known(&self) -> bool {
@@ -607,6 +703,8 @@ impl ReadyLoop {
         }
         let term = self.node.raft.term;
         let mut membership_changed = false;
+        let mut raise_no_space = false;
+        let mut over_quota = Vec::new();
         let mut sm = self.shared.sm.write().expect("state poisoned");
         for entry in entries {
             if entry.index <= sm.applied_index {
@@ -629,12 +727,27 @@ impl ReadyLoop {
                     let Some(request) = req.request.as_ref() else {
                         continue;
                     };
-                    let result = sm.apply(request, events);
+                    let cost = quota::cost(request);
+                    let fits = self.quota.allows(sm.db_size(), cost);
+                    let capped = sm.no_space();
+                    let mut result = sm.apply(request, events);
                     if matches!(result, Ok(Outcome::Membership)) {
                         membership_changed = true;
                     }
                     let revision = sm.store.current_revision();
-                    if let Some((reply, _)) = self.pending.remove(&req.id) {
+                    let reply = self.pending.remove(&req.id).map(|(reply, _)| reply);
+                    if !fits && result.is_ok() {
+                        // etcd's quota applier: a write that raced past the
+                        // check before proposing is applied on every member,
+                        // but answered as refused, and raises the alarm.
+                        result = Err(errors::no_space());
+                        if !capped && entry.index > self.replayed_until {
+                            over_quota.extend(reply);
+                            raise_no_space = true;
+                            continue;
+                        }
+                    }
+                    if let Some(reply) = reply {
                         let _ = reply.send(result.map(|outcome| Applied {
                             outcome,
                             revision,
@@ -683,6 +796,15 @@ impl ReadyLoop {
         drop(sm);
         if membership_changed {
             self.membership_changed();
+        }
+        if raise_no_space {
+            self.refuse_no_space(None);
+            if let Some(alarm) = &mut self.no_space_alarm {
+                alarm.waiters.append(&mut over_quota);
+            }
+        }
+        for w in over_quota {
+            let _ = w.send(Err(errors::no_space()));
         }
     }
 
@@ -807,6 +929,11 @@ impl ReadyLoop {
         }
         for t in self.transfers.drain(..) {
             let _ = t.reply.send(Err(errors::stopped()));
+        }
+        if let Some(alarm) = self.no_space_alarm.take() {
+            for w in alarm.waiters {
+                let _ = w.send(Err(errors::stopped()));
+            }
         }
         if let Some(t) = &self.transport {
             t.stop();

@@ -18,7 +18,54 @@ use tonic::server::{Grpc, NamedService};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::raw_codec::RawCodec;
+use crate::auth::{policy, Caller};
 use crate::bridge::{Bridge, Item};
+use crate::pb::etcdserverpb::{ResponseHeader, WatchResponse};
+use crate::raft_node::NodeHandle;
+
+/// What becomes of one client message on a bridged stream.
+enum Admit {
+    Forward,
+    /// Answered here without Python (a refused watch's cancellation).
+    Answer(Vec<u8>),
+    Fail(Status),
+}
+
+fn admit(node: &NodeHandle, caller: &Caller, method: &str, message: &[u8]) -> Admit {
+    if *caller == Caller::Anyone {
+        return Admit::Forward;
+    }
+    let sm = node.shared.sm.read().expect("state poisoned");
+    if method == "/etcdserverpb.Watch/Watch" {
+        return match policy::check_watch_message(&sm.auth, caller, message) {
+            Ok(()) => Admit::Forward,
+            Err(e) => {
+                use prost::Message as _;
+                // etcd answers a refused watch with a cancelled, never-created id.
+                let resp = WatchResponse {
+                    header: Some(ResponseHeader {
+                        cluster_id: node.config.cluster_id,
+                        member_id: node.config.id,
+                        revision: sm.store.current_revision(),
+                        raft_term: node.shared.term(),
+                    }),
+                    watch_id: -1,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: e.message().to_string(),
+                    ..Default::default()
+                };
+                Admit::Answer(resp.encode_to_vec())
+            }
+        };
+    }
+    match policy::check_bridged(&sm.auth, caller, method, message, &|id| {
+        sm.store.keys_with_lease(id)
+    }) {
+        Ok(()) => Admit::Forward,
+        Err(e) => Admit::Fail(e),
+    }
+}
 
 /// Methods whose calls stream (both ways on the wire; a server-streaming
 /// call is a stream whose client sends one message).
@@ -57,6 +104,8 @@ service_names! {
 
 pub struct Bridged<S> {
     bridge: Arc<Bridge>,
+    /// For the auth checks made before a call is forwarded.
+    node: NodeHandle,
     max_decoding: usize,
     _name: PhantomData<S>,
 }
@@ -65,6 +114,7 @@ impl<S> Clone for Bridged<S> {
     fn clone(&self) -> Self {
         Bridged {
             bridge: self.bridge.clone(),
+            node: self.node.clone(),
             max_decoding: self.max_decoding,
             _name: PhantomData,
         }
@@ -72,9 +122,10 @@ impl<S> Clone for Bridged<S> {
 }
 
 impl<S: ServiceName> Bridged<S> {
-    pub fn new(bridge: Arc<Bridge>, max_decoding: usize) -> Self {
+    pub fn new(bridge: Arc<Bridge>, node: NodeHandle, max_decoding: usize) -> Self {
         Bridged {
             bridge,
+            node,
             max_decoding,
             _name: PhantomData,
         }
@@ -102,13 +153,30 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let method = req.uri().path().to_string();
         let bridge = self.bridge.clone();
+        let node = self.node.clone();
         let mut grpc = Grpc::new(RawCodec)
             .apply_max_message_size_config(Some(self.max_decoding), Some(usize::MAX));
         Box::pin(async move {
             let resp = if STREAMING.contains(&method.as_str()) {
-                grpc.streaming(StreamCall { bridge, method }, req).await
+                grpc.streaming(
+                    StreamCall {
+                        bridge,
+                        node,
+                        method,
+                    },
+                    req,
+                )
+                .await
             } else {
-                grpc.unary(UnaryCall { bridge, method }, req).await
+                grpc.unary(
+                    UnaryCall {
+                        bridge,
+                        node,
+                        method,
+                    },
+                    req,
+                )
+                .await
             };
             Ok(resp)
         })
@@ -117,6 +185,7 @@ where
 
 struct UnaryCall {
     bridge: Arc<Bridge>,
+    node: NodeHandle,
     method: String,
 }
 
@@ -132,7 +201,14 @@ impl tower::Service<Request<Bytes>> for UnaryCall {
     fn call(&mut self, req: Request<Bytes>) -> Self::Future {
         let bridge = self.bridge.clone();
         let method = std::mem::take(&mut self.method);
+        let allowed = policy::caller(&self.node.shared, &req).and_then(|caller| {
+            let sm = self.node.shared.sm.read().expect("state poisoned");
+            policy::check_bridged(&sm.auth, &caller, &method, req.get_ref(), &|id| {
+                sm.store.keys_with_lease(id)
+            })
+        });
         Box::pin(async move {
+            allowed?;
             let reply = bridge.call_unary(&method, req.into_inner()).await?;
             Ok(Response::new(reply))
         })
@@ -141,6 +217,7 @@ impl tower::Service<Request<Bytes>> for UnaryCall {
 
 struct StreamCall {
     bridge: Arc<Bridge>,
+    node: NodeHandle,
     method: String,
 }
 
@@ -156,14 +233,29 @@ impl tower::Service<Request<Streaming<Bytes>>> for StreamCall {
     }
 
     fn call(&mut self, req: Request<Streaming<Bytes>>) -> Self::Future {
+        let caller = match policy::caller(&self.node.shared, &req) {
+            Ok(c) => c,
+            Err(e) => return std::future::ready(Err(e)),
+        };
         let (call_id, outbound) = self.bridge.open_stream(&self.method);
         let bridge = self.bridge.clone();
+        let node = self.node.clone();
+        let method = self.method.clone();
         let mut inbound = req.into_inner();
         tokio::spawn(async move {
             // Client messages flow to Python until the client half-closes or
             // goes away; either way Python hears "close" exactly once.
             while let Ok(Some(message)) = inbound.message().await {
-                bridge.push(Item::Msg { call_id, message });
+                match admit(&node, &caller, &method, &message) {
+                    Admit::Forward => bridge.push(Item::Msg { call_id, message }),
+                    Admit::Answer(reply) => {
+                        bridge.stream_send_many(vec![(call_id, reply)]);
+                    }
+                    Admit::Fail(e) => {
+                        bridge.stream_end(call_id, e.code() as i32, e.message().to_string());
+                        break;
+                    }
+                }
             }
             bridge.push(Item::Close { call_id });
         });

@@ -7,6 +7,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::validate;
+use crate::auth::{policy, AuthStore, Caller};
 use crate::errors;
 use crate::pb::etcdserverpb::kv_server::Kv;
 use crate::pb::etcdserverpb::{
@@ -62,6 +63,20 @@ impl KvService {
         Ok(())
     }
 
+    /// Checks the request's token and what `check` says the caller may do.
+    fn authorize<R>(
+        &self,
+        req: &Request<R>,
+        check: impl FnOnce(&AuthStore, &Caller) -> Result<(), Status>,
+    ) -> Result<(), Status> {
+        let caller = policy::caller(&self.node.shared, req)?;
+        if caller == Caller::Anyone {
+            return Ok(());
+        }
+        let sm = self.node.shared.sm.read().expect("state poisoned");
+        check(&sm.auth, &caller)
+    }
+
     async fn read_index(&self) -> Result<(), Status> {
         self.refuse_on_learner()?;
         self.node.read_index().await
@@ -75,6 +90,7 @@ fn unexpected(o: Outcome) -> Status {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        self.authorize(&req, |a, c| policy::check_range(a, c, req.get_ref()))?;
         let r = req.into_inner();
         validate::range(&r)?;
         if !r.serializable {
@@ -87,6 +103,7 @@ impl Kv for KvService {
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        self.authorize(&req, |a, c| policy::check_put(a, c, req.get_ref()))?;
         let r = req.into_inner();
         validate::put(&r)?;
         self.check_size(&r)?;
@@ -104,6 +121,7 @@ impl Kv for KvService {
         &self,
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        self.authorize(&req, |a, c| policy::check_delete(a, c, req.get_ref()))?;
         let r = req.into_inner();
         validate::delete_range(&r)?;
         self.check_size(&r)?;
@@ -118,6 +136,7 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        self.authorize(&req, |a, c| policy::check_txn(a, c, req.get_ref()))?;
         let r = req.into_inner();
         validate::txn(&r, self.limits.max_txn_ops)?;
         if validate::txn_is_read_only(&r) {
@@ -145,6 +164,7 @@ impl Kv for KvService {
         &self,
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
+        self.authorize(&req, |a, c| a.is_admin(c))?;
         let r = req.into_inner();
         let a = self.propose(Internal::Compaction(r)).await?;
         match a.outcome {

@@ -90,23 +90,48 @@ pub async fn serve(
             .max_encoding_message_size(usize::MAX);
         let router = Server::builder()
             .add_service(kv)
-            .add_service(Bridged::<bridged::Watch>::new(bridge.clone(), max_decoding))
-            .add_service(Bridged::<bridged::Lease>::new(bridge.clone(), max_decoding))
+            .add_service(Bridged::<bridged::Watch>::new(
+                bridge.clone(),
+                node.clone(),
+                max_decoding,
+            ))
+            .add_service(Bridged::<bridged::Lease>::new(
+                bridge.clone(),
+                node.clone(),
+                max_decoding,
+            ))
             .add_service(Bridged::<bridged::Cluster>::new(
                 bridge.clone(),
+                node.clone(),
                 max_decoding,
             ))
             .add_service(Bridged::<bridged::Maintenance>::new(
                 bridge.clone(),
+                node.clone(),
                 max_decoding,
             ))
-            .add_service(Bridged::<bridged::Auth>::new(bridge.clone(), max_decoding))
-            .add_service(Bridged::<bridged::Lock>::new(bridge.clone(), max_decoding))
+            .add_service(Bridged::<bridged::Auth>::new(
+                bridge.clone(),
+                node.clone(),
+                max_decoding,
+            ))
+            .add_service(Bridged::<bridged::Lock>::new(
+                bridge.clone(),
+                node.clone(),
+                max_decoding,
+            ))
             .add_service(Bridged::<bridged::Election>::new(
                 bridge.clone(),
+                node.clone(),
                 max_decoding,
             ));
-        tasks.push(spawn_router(router, l, tls.clone(), shutdown.clone(), "grpc")?);
+        tasks.push(spawn_router(
+            router,
+            l,
+            tls.clone(),
+            shutdown.clone(),
+            "grpc",
+        )?);
     }
     Ok(tasks)
 }

@@ -12,9 +12,9 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{lookup_host, TcpSocket, TcpStream};
+use tokio::sync::mpsc as tmpsc;
 use tokio_rustls::rustls::{pki_types, ClientConfig};
 use tokio_rustls::TlsConnector;
-use tokio::sync::mpsc as tmpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -56,7 +56,8 @@ pub(super) async fn connect(
             (false, _) => None,
             (true, Some(cfg)) => Some(cfg.clone()),
             (true, None) => {
-                last = format!("{url}: an https peer URL needs --peer-cert-file or --peer-auto-tls");
+                last =
+                    format!("{url}: an https peer URL needs --peer-cert-file or --peer-auto-tls");
                 continue;
             }
         };
@@ -115,8 +116,9 @@ async fn dial(
     let Some(cfg) = tls else {
         return Ok(TokioIo::new(PeerIo::Plain(tcp)));
     };
-    let name = pki_types::ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_string())
-        .map_err(|e| std::io::Error::other(format!("{host}: {e}")))?;
+    let name =
+        pki_types::ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_string())
+            .map_err(|e| std::io::Error::other(format!("{host}: {e}")))?;
     let stream = TlsConnector::from(cfg).connect(name, tcp).await?;
     Ok(TokioIo::new(PeerIo::Tls(Box::new(stream))))
 }

@@ -228,3 +228,30 @@ def test_member_with_an_untrusted_peer_certificate_cannot_join(
                 rpc_pb2_grpc.KVStub(ch).Range(rpc_pb2.RangeRequest(key=b"x"), timeout=3)
     finally:
         c.stop()
+
+
+def test_with_auth_on_the_client_certificate_common_name_is_the_user(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    m = tls_member(
+        tmp_path / "d", ca, ca.issue("server"), f"--trusted-ca-file={ca.cert}", "--client-cert-auth"
+    ).start()
+    try:
+        root, alice = _with_cert(ca, ca.issue("root")), _with_cert(ca, ca.issue("alice"))
+        for cmd in (
+            "user add root:rootpw",
+            "user grant-role root root",
+            "role add app",
+            "role grant-permission app readwrite app/ --prefix",
+            "user add alice --no-password",
+            "user grant-role alice app",
+            "auth enable",
+        ):
+            assert etcdctl(m.endpoint, *root, *cmd.split()).returncode == 0, cmd
+        # No password, no token: the certificate says who is calling.
+        assert etcdctl(m.endpoint, *alice, "put", "app/k", "v").stdout == "OK\n"
+        denied = etcdctl(m.endpoint, *alice, "put", "other", "v")
+        assert "etcdserver: permission denied" in denied.stderr
+        assert etcdctl(m.endpoint, *root, "user", "list").stdout == "alice\nroot\n"
+    finally:
+        m.stop()
