@@ -15,6 +15,7 @@ from etcdcore.client.requests import prefix_end
 from etcdcore.proto.etcdserverpb import rpc_pb2
 from etcdcore.proto.mvccpb import kv_pb2
 from etcdcore.proto.v3election import v3election_pb2
+from etcdcore.services import decode_stream_message
 from etcdcore.services.lock import acquire
 from etcdcore.services.loopback import LoopbackKV
 
@@ -117,7 +118,7 @@ class ElectionService:
         data = await stream.recv()
         if data is None:
             return
-        prefix = v3election_pb2.LeaderRequest.FromString(data).name + b"/"
+        prefix = decode_stream_message(v3election_pb2.LeaderRequest, data).name + b"/"
         while not stream.closed:
             resp = await self.kv.first_created(prefix)
             if not resp.kvs:

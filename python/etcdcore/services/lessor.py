@@ -53,6 +53,7 @@ from etcdcore.bridge import (
     Stream,
 )
 from etcdcore.proto.etcdserverpb import rpc_pb2
+from etcdcore.services import decode_stream_message
 from etcdcore.services.header import fill_header
 from etcdcore.services.leader_client import LeaderClient
 
@@ -445,8 +446,9 @@ class LeaseService:
         fill_header(self.core, resp.header)
         return resp.SerializeToString()
 
-    async def lease_leases(self, _data: bytes) -> bytes:
+    async def lease_leases(self, data: bytes) -> bytes:
         """LeaseLeases: every lease id."""
+        rpc_pb2.LeaseLeasesRequest.FromString(data)  # garbage is refused, as etcd does
         resp = rpc_pb2.LeaseLeasesResponse(
             leases=[rpc_pb2.LeaseStatus(ID=lid) for lid in self.lessor.leases_by_expiry()]
         )
@@ -456,7 +458,7 @@ class LeaseService:
     async def lease_keep_alive(self, stream: Stream) -> None:
         """LeaseKeepAlive: one answer per request, until the client stops."""
         while (data := await stream.recv()) is not None:
-            req = rpc_pb2.LeaseKeepAliveRequest.FromString(data)
+            req = decode_stream_message(rpc_pb2.LeaseKeepAliveRequest, data)
             resp = rpc_pb2.LeaseKeepAliveResponse(ID=req.ID)
             # The header is read before renewing, as etcd does: a keep-alive can
             # never claim a revision after the one that revoked its lease.

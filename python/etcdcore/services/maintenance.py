@@ -38,6 +38,7 @@ from etcdcore.bridge import (
     Stream,
 )
 from etcdcore.proto.etcdserverpb import rpc_pb2
+from etcdcore.services import decode_stream_message
 from etcdcore.services.header import fill_header
 
 log = logging.getLogger("etcdcore.maintenance")
@@ -191,8 +192,10 @@ class MaintenanceService:
 
     async def snapshot(self, stream: Stream) -> None:
         """Snapshot: stream a consistent image of the state machine."""
-        if await stream.recv() is None:
+        data = await stream.recv()
+        if data is None:
             return
+        decode_stream_message(rpc_pb2.SnapshotRequest, data)  # garbage is refused, as etcd does
         loop = asyncio.get_running_loop()
         blob = await loop.run_in_executor(None, self.core.snapshot)
         messages = snapshot_messages(blob)

@@ -30,6 +30,7 @@ from etcdcore.bridge import OUT_OF_RANGE, Bridge, Stream, error_of
 from etcdcore.proto.etcdcore import internal_pb2
 from etcdcore.proto.etcdserverpb import rpc_pb2
 from etcdcore.proto.mvccpb import kv_pb2
+from etcdcore.services import decode_stream_message
 
 WATCH_METHOD = "/etcdserverpb.Watch/Watch"
 
@@ -389,7 +390,7 @@ class WatchHub:
                 data = await stream.recv()
                 if data is None:
                     return
-                req = _WatchRequest.FromString(data)
+                req = decode_stream_message(_WatchRequest, data)
                 kind = req.WhichOneof("request_union")
                 if kind == "create_request":
                     self._create(ws, req.create_request)

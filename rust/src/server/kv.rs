@@ -43,8 +43,9 @@ impl KvService {
         })
     }
 
+    /// etcd measures the Raft entry a request becomes, not the request alone.
     fn check_size(&self, m: &impl Message) -> Result<(), Status> {
-        if m.encoded_len() > self.limits.max_request_bytes {
+        if raft_entry_len(self.node.config.id, m.encoded_len()) > self.limits.max_request_bytes {
             return Err(errors::invalid(errors::REQUEST_TOO_LARGE));
         }
         Ok(())
@@ -81,6 +82,19 @@ impl KvService {
         self.refuse_on_learner()?;
         self.node.read_index().await
     }
+}
+
+/// The size of etcd's InternalRaftRequest for a request of `body` bytes: a
+/// header (field 100) with the request id, then the request (field 4..6).
+/// etcd's id generator puts the member id's low 16 bits on top of a 48-bit
+/// clock+counter, so the id's varint length follows from the member id.
+/// (An authenticated caller's name and auth revision, which etcd also puts in
+/// the header, are not counted.)
+fn raft_entry_len(member_id: u64, body: usize) -> usize {
+    use prost::encoding::encoded_len_varint;
+    let id = (member_id << 48) | (1 << 47);
+    let header = 1 + encoded_len_varint(id);
+    2 + encoded_len_varint(header as u64) + header + 1 + encoded_len_varint(body as u64) + body
 }
 
 fn unexpected(o: Outcome) -> Status {
