@@ -91,6 +91,9 @@ pub struct Member {
     handle: Option<NodeHandle>,
     shutdown: Option<watch::Sender<bool>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The peer listeners: stopped at once, as the other members' streams
+    /// into them never end by themselves.
+    peer_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// A failure to start, with a message for the operator.
@@ -135,6 +138,7 @@ impl Member {
             handle: None,
             shutdown: None,
             tasks: Vec::new(),
+            peer_tasks: Vec::new(),
         })
     }
 
@@ -227,22 +231,20 @@ impl Member {
             max_txn_ops: self.cfg.max_txn_ops,
         };
         let served = runtime.block_on(async {
-            let mut tasks =
+            let peers =
                 transport::serve(peer_addrs, transport.clone(), peer_tls, rx.clone()).await?;
-            tasks.extend(
-                server::serve(
-                    addrs,
-                    handle.clone(),
-                    self.bridge.clone(),
-                    limits,
-                    client_tls,
-                    rx,
-                )
-                .await?,
-            );
-            Ok::<_, std::io::Error>(tasks)
+            let clients = server::serve(
+                addrs,
+                handle.clone(),
+                self.bridge.clone(),
+                limits,
+                client_tls,
+                rx,
+            )
+            .await?;
+            Ok::<_, std::io::Error>((peers, clients))
         });
-        let mut tasks = match served {
+        let (peer_tasks, mut tasks) = match served {
             Ok(t) => t,
             Err(e) => {
                 self.stop_node();
@@ -256,6 +258,7 @@ impl Member {
             self.cfg.election,
         )));
         self.tasks = tasks;
+        self.peer_tasks = peer_tasks;
         self.shutdown = Some(tx);
         self.runtime = Some(runtime);
         Ok(())
@@ -320,6 +323,12 @@ impl Member {
             let _ = tx.send(true);
         }
         if let Some(rt) = self.runtime.take() {
+            // Peers' streams into this member would hold a graceful stop of
+            // the peer listener open until the timeout below; Raft needs
+            // nothing from them any more.
+            for t in std::mem::take(&mut self.peer_tasks) {
+                t.abort();
+            }
             let tasks = std::mem::take(&mut self.tasks);
             rt.block_on(async {
                 for t in tasks {

@@ -92,7 +92,8 @@ def test_member_add_learner_promote_and_remove(cluster: Cluster, tmp_path: Path)
         == "Error: etcdserver: can only promote a learner member which is in sync with leader\n"
     )
     removed = etcdcorectl(ep, "member", "remove", member_id)
-    assert removed.stdout.startswith(f"Member {member_id} removed from cluster ")
+    # etcdctl writes ids with %16x: space-padded to 16 columns.
+    assert removed.stdout.startswith(f"Member {member_id:>16} removed from cluster ")
     assert member_id not in etcdcorectl(ep, "member", "list").stdout
 
 
@@ -106,4 +107,4 @@ def test_member_update_changes_the_peer_urls(cluster: Cluster) -> None:
     )
     member_id = f"{row['ID']:x}"
     proc = etcdcorectl(ep, "member", "update", member_id, f"--peer-urls={m.peer_url}")
-    assert proc.stdout.startswith(f"Member {member_id} updated in cluster ")
+    assert proc.stdout.startswith(f"Member {member_id:>16} updated in cluster ")

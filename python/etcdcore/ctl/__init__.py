@@ -6,6 +6,12 @@ changing the name.
     etcdcorectl get foo -w json
 """
 
-from .cli import main
+import os
+
+# gRPC's C core logs handshake failures to stderr; etcdctl prints only its
+# own "Error: ..." line. Set before grpc is first imported.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+from .cli import main  # noqa: E402
 
 __all__ = ["main"]
