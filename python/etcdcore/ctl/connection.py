@@ -113,6 +113,12 @@ class Connection:
             ch.close()
         self._channels.clear()
 
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def single(self, endpoint: str) -> Connection:
         """A connection to one endpoint with the same settings (endpoint
         health/status/hashkv ask each member on its own)."""

@@ -8,6 +8,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from google.protobuf.message import Message
+
 from etcdcore.proto.etcdserverpb import rpc_pb2
 
 from ..cli import Commands, Context, bad_args, bool_flag
@@ -104,11 +106,8 @@ def cluster_endpoints(ctx: Context, use_cluster: bool) -> list[str]:
 
 def _each(ctx: Context, endpoints: list[str], fn):  # noqa: ANN001, ANN202 - fn(Connection, endpoint) -> row
     def run(ep: str):  # noqa: ANN202
-        conn = ctx.conn.single(ep)
-        try:
+        with ctx.conn.single(ep) as conn:
             return fn(conn, ep)
-        finally:
-            conn.close()
 
     with ThreadPoolExecutor(max_workers=max(1, len(endpoints))) as pool:
         return list(pool.map(run, endpoints))
@@ -148,38 +147,30 @@ def endpoint_health(ctx: Context, a: argparse.Namespace) -> int:
     return 0
 
 
+def _ask_each(ctx: Context, use_cluster: bool, method: str, request: Message, what: str):  # noqa: ANN202
+    """(endpoint, answer) of each endpoint that answers a Maintenance call, and
+    whether any failed; failures are reported on stderr as etcdctl does."""
+    answers, failed = [], False
+    for ep in cluster_endpoints(ctx, use_cluster):
+        with ctx.conn.single(ep) as conn:
+            try:
+                answers.append((ep, conn.call("Maintenance", method, request)))
+            except CtlError as e:
+                sys.stderr.write(f"Failed to get the {what} of endpoint {ep} ({e.message})\n")
+                failed = True
+    return answers, failed
+
+
 def endpoint_status(ctx: Context, a: argparse.Namespace) -> int:
-    rows, failed = [], False
-    for ep in cluster_endpoints(ctx, a.cluster):
-        conn = ctx.conn.single(ep)
-        try:
-            rows.append(EpStatus(ep, conn.call("Maintenance", "Status", rpc_pb2.StatusRequest())))
-        except CtlError as e:
-            sys.stderr.write(f"Failed to get the status of endpoint {ep} ({e.message})\n")
-            failed = True
-        finally:
-            conn.close()
-    ctx.printer.endpoint_status(rows)
+    answers, failed = _ask_each(ctx, a.cluster, "Status", rpc_pb2.StatusRequest(), "status")
+    ctx.printer.endpoint_status([EpStatus(ep, r) for ep, r in answers])
     return EXIT_ERROR if failed else 0
 
 
 def endpoint_hashkv(ctx: Context, a: argparse.Namespace) -> int:
-    rev = go_int(a.rev, "rev")
-    rows, failed = [], False
-    for ep in cluster_endpoints(ctx, a.cluster):
-        conn = ctx.conn.single(ep)
-        try:
-            rows.append(
-                EpHashKV(
-                    ep, conn.call("Maintenance", "HashKV", rpc_pb2.HashKVRequest(revision=rev))
-                )
-            )
-        except CtlError as e:
-            sys.stderr.write(f"Failed to get the hash of endpoint {ep} ({e.message})\n")
-            failed = True
-        finally:
-            conn.close()
-    ctx.printer.endpoint_hashkv(rows)
+    request = rpc_pb2.HashKVRequest(revision=go_int(a.rev, "rev"))
+    answers, failed = _ask_each(ctx, a.cluster, "HashKV", request, "hash")
+    ctx.printer.endpoint_hashkv([EpHashKV(ep, r) for ep, r in answers])
     return EXIT_ERROR if failed else 0
 
 
@@ -189,21 +180,15 @@ def move_leader(ctx: Context, a: argparse.Namespace) -> None:
     target = hex_id(a.args[0], "{}", unsigned=True)
     leader_ep, leader_id = None, 0
     for ep in ctx.options.endpoints:
-        conn = ctx.conn.single(ep)
-        try:
+        with ctx.conn.single(ep) as conn:
             status = conn.call("Maintenance", "Status", rpc_pb2.StatusRequest())
-        finally:
-            conn.close()
         if status.header.member_id == status.leader:
             leader_ep, leader_id = ep, status.leader
             break
     if leader_ep is None:
         raise bad_args(f"no leader endpoint given at [{' '.join(ctx.options.endpoints)}]")
-    conn = ctx.conn.single(leader_ep)
-    try:
+    with ctx.conn.single(leader_ep) as conn:
         resp = conn.call("Maintenance", "MoveLeader", rpc_pb2.MoveLeaderRequest(targetID=target))
-    finally:
-        conn.close()
     ctx.printer.move_leader(leader_id, target, resp)
 
 

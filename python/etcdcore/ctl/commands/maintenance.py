@@ -79,15 +79,13 @@ def defrag(ctx: Context, a: argparse.Namespace) -> int:
         )
     failures = 0
     for ep in cluster_endpoints(ctx, a.cluster):
-        conn = ctx.conn.single(ep)
-        try:
-            conn.call("Maintenance", "Defragment", rpc_pb2.DefragmentRequest())
-            write(f"Finished defragmenting etcd member[{ep}]")
-        except CtlError as e:
-            sys.stderr.write(f"Failed to defragment etcd member[{ep}] ({e.message})\n")
-            failures += 1
-        finally:
-            conn.close()
+        with ctx.conn.single(ep) as conn:
+            try:
+                conn.call("Maintenance", "Defragment", rpc_pb2.DefragmentRequest())
+                write(f"Finished defragmenting etcd member[{ep}]")
+            except CtlError as e:
+                sys.stderr.write(f"Failed to defragment etcd member[{ep}] ({e.message})\n")
+                failures += 1
     return EXIT_ERROR if failures else 0
 
 
@@ -274,9 +272,8 @@ def check_perf(ctx: Context, a: argparse.Namespace) -> int:
         ctx.conn.call("KV", "Compact", rpc_pb2.CompactionRequest(revision=rev, physical=True))
     if a.auto_defrag:
         for ep in ctx.options.endpoints:
-            conn = ctx.conn.single(ep)
-            conn.call("Maintenance", "Defragment", rpc_pb2.DefragmentRequest())
-            conn.close()
+            with ctx.conn.single(ep) as conn:
+                conn.call("Maintenance", "Defragment", rpc_pb2.DefragmentRequest())
     ok = True
     if errors:
         write("FAIL: too many errors")
