@@ -9,6 +9,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::Body;
@@ -22,6 +23,9 @@ use crate::auth::{policy, Caller};
 use crate::bridge::{Bridge, Item};
 use crate::pb::etcdserverpb::{ResponseHeader, WatchResponse};
 use crate::raft_node::NodeHandle;
+
+/// How much earlier than tonic's own deadline timer a bridged call is ended.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(5);
 
 /// What becomes of one client message on a bridged stream.
 enum Admit {
@@ -168,11 +172,13 @@ where
                 )
                 .await
             } else {
+                let deadline = grpc_timeout(req.headers());
                 grpc.unary(
                     UnaryCall {
                         bridge,
                         node,
                         method,
+                        deadline,
                     },
                     req,
                 )
@@ -187,6 +193,24 @@ struct UnaryCall {
     bridge: Arc<Bridge>,
     node: NodeHandle,
     method: String,
+    /// The client's deadline (grpc-timeout), if it sent one.
+    deadline: Option<Duration>,
+}
+
+/// The `grpc-timeout` header: digits and a unit (H, M, S, m, u, n).
+fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let v = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 impl tower::Service<Request<Bytes>> for UnaryCall {
@@ -201,6 +225,7 @@ impl tower::Service<Request<Bytes>> for UnaryCall {
     fn call(&mut self, req: Request<Bytes>) -> Self::Future {
         let bridge = self.bridge.clone();
         let method = std::mem::take(&mut self.method);
+        let deadline = self.deadline;
         let allowed = policy::caller(&self.node.shared, &req).and_then(|caller| {
             let sm = self.node.shared.sm.read().expect("state poisoned");
             policy::check_bridged(&sm.auth, &caller, &method, req.get_ref(), &|id| {
@@ -209,7 +234,18 @@ impl tower::Service<Request<Bytes>> for UnaryCall {
         });
         Box::pin(async move {
             allowed?;
-            let reply = bridge.call_unary(&method, req.into_inner()).await?;
+            let call = bridge.call_unary(&method, req.into_inner());
+            // A call past the client's deadline ends as it does in etcd (the
+            // handler's context expires: DEADLINE_EXCEEDED), a little before
+            // tonic's own timer would cancel it with "Timeout expired".
+            let reply = match deadline {
+                Some(d) => tokio::time::timeout(d.saturating_sub(DEADLINE_MARGIN), call)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Status::deadline_exceeded("context deadline exceeded"))
+                    })?,
+                None => call.await?,
+            };
             Ok(Response::new(reply))
         })
     }
