@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -29,13 +30,22 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, timezone.utc)
             .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
-            "caller": f"{record.module}:{record.lineno}",
+            "caller": f"{short_caller(record.pathname)}:{record.lineno}",
             "msg": record.getMessage(),
         }
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        # zap's encoder: no blanks between tokens, UTF-8 left as is.
+        return json.dumps(entry, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def short_caller(path: str) -> str:
+    """zap's short caller: the file with its enclosing directory, e.g.
+    ``server/main.py`` (or ``raft_node/ready_loop.rs`` for the core's logs)."""
+    directory, name = os.path.split(path)
+    parent = os.path.basename(directory)
+    return f"{parent}/{name}" if parent else name
 
 
 def configure_logging(level: str = "info", outputs: Sequence[str] = ("default",)) -> None:
