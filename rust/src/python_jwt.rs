@@ -28,7 +28,9 @@ impl JwtTokens {
             .map_err(PyValueError::new_err)?;
         let provider = match parsed.provider {
             TokenProvider::Simple => None,
-            TokenProvider::Jwt(t) => Some(JwtTokens { inner: Arc::new(t) }),
+            TokenProvider::Jwt(t) => Some(JwtTokens {
+                inner: Arc::from(t),
+            }),
         };
         Ok((provider, parsed.unknown_options))
     }

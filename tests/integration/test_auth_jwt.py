@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from cluster import running_cluster
+from cluster import Cluster, running_cluster
 from etcdcore.client import Client
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from harness import Member, etcd_bin, etcdcore_command, free_port
@@ -33,13 +34,17 @@ OLD_REVISION = "etcdserver: revision of auth store is old"
 
 def write_keys(directory: Path, method: str) -> tuple[Path, Path]:
     """(private, public) PEM files for ``method``, in the formats openssl
-    writes by default (PKCS#1 for RSA, SEC1 for EC)."""
+    writes by default (PKCS#1 for RSA, SEC1 for EC); for HMAC a secret (the
+    private key file) and no public key."""
     key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    private, public = directory / f"{method}.key", directory / f"{method}.pub"
+    if method.startswith("HS"):
+        private.write_bytes(os.urandom(32))
+        return private, public
     if method.startswith("ES"):
         key = ec.generate_private_key(ec.SECP256R1() if method == "ES256" else ec.SECP384R1())
     else:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private, public = directory / f"{method}.key", directory / f"{method}.pub"
     private.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -57,7 +62,7 @@ def write_keys(directory: Path, method: str) -> tuple[Path, Path]:
 
 def jwt_flag(private: Path | None, public: Path | None, method: str, ttl: str = "") -> str:
     flag = "jwt"
-    if public is not None:
+    if public is not None and public.exists():
         flag += f",pub-key={public}"
     if private is not None:
         flag += f",priv-key={private}"
@@ -147,7 +152,7 @@ def rs256(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Member, Pa
 # -- tokens ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["RS256", "ES256"])
+@pytest.mark.parametrize("method", ["RS256", "PS384", "ES256", "ES384", "HS256"])
 def test_etcdctl_with_a_user_puts_and_gets_on_a_jwt_server(tmp_path: Path, method: str) -> None:
     private, public = write_keys(tmp_path, method)
     m = start_secured(tmp_path / "d", jwt_flag(private, public, method))
@@ -214,6 +219,44 @@ def test_a_token_issued_by_one_member_is_accepted_by_the_others(tmp_path: Path) 
             assert range_with(m.endpoint, token).header.revision >= 1
 
 
+def test_a_verify_only_member_accepts_tokens_but_cannot_issue_them(tmp_path: Path) -> None:
+    private, public = write_keys(tmp_path, "ES256")
+    c = Cluster.create(tmp_path, 3)
+    for i, m in enumerate(c.members):
+        key = private if i == 0 else None
+        m.extra += ["--auth-token", jwt_flag(key, public, "ES256")]
+    c.start()
+    try:
+        enable_auth(c.endpoints, lambda ep, *a: c.etcdctl(*a))
+        token = authenticate(c.members[0].endpoint)
+        assert range_with(c.members[1].endpoint, token).header.revision >= 1
+        with pytest.raises(grpc.RpcError) as e:
+            authenticate(c.members[1].endpoint)
+        assert (e.value.code(), e.value.details()) == (
+            grpc.StatusCode.UNKNOWN,
+            "auth: token signing attempted with verify-only key",
+        )
+    finally:
+        c.stop()
+
+
+def test_tokens_look_like_real_etcds(tmp_path: Path) -> None:
+    """Differential: the same flag on real etcd 3.5 gives the same header and
+    the same claims (the revision of a store with one user, auth enabled)."""
+    private, public = write_keys(tmp_path, "RS256")
+    flag = jwt_flag(private, public, "RS256", ttl="10m")
+    shapes = []
+    for command in (etcdcore_command(), [etcd_bin("etcd")]):
+        m = start_secured(tmp_path / f"d{len(shapes)}", flag, command)
+        try:
+            header, claims, message, signature = split_token(authenticate(m.endpoint))
+            verify_signature(public, "RS256", message, signature)
+            shapes.append((header, sorted(claims), claims["revision"], claims["username"]))
+        finally:
+            m.stop()
+    assert shapes[0] == shapes[1]
+
+
 # -- auth revision --------------------------------------------------------------------
 
 
@@ -225,6 +268,21 @@ def test_a_token_from_before_an_auth_change_is_refused_as_old(
     m.etcdctl("--user", f"root:{ROOT_PASSWORD}", "user", "add", f"u{free_port()}:pw")
     assert refused(m.endpoint, token) == (grpc.StatusCode.INVALID_ARGUMENT, OLD_REVISION)
     range_with(m.endpoint, authenticate(m.endpoint))
+
+
+def test_a_watch_with_an_old_token_is_cancelled_with_the_old_revision_reason(
+    rs256: tuple[Member, Path],
+) -> None:
+    m, _ = rs256
+    token = authenticate(m.endpoint)
+    m.etcdctl("--user", f"root:{ROOT_PASSWORD}", "user", "add", f"u{free_port()}:pw")
+    create = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"k"))
+    with grpc.insecure_channel(m.endpoint) as ch:
+        stream = rpc_pb2_grpc.WatchStub(ch).Watch(iter([create]), metadata=[("token", token)])
+        first = next(stream)
+        stream.cancel()
+    assert first.canceled
+    assert first.cancel_reason == OLD_REVISION
 
 
 def test_etcdctl_and_our_client_log_in_again_after_an_auth_change(
@@ -249,11 +307,20 @@ def start_error(command: list[str], directory: Path, flag: str) -> tuple[int, st
     proc = subprocess.run(
         [
             *command,
-            "--data-dir", str(directory),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"default={peer}",
-            "--auth-token", flag,
+            "--data-dir",
+            str(directory),
+            "--listen-client-urls",
+            client,
+            "--advertise-client-urls",
+            client,
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+            "--initial-cluster",
+            f"default={peer}",
+            "--auth-token",
+            flag,
         ],  # fmt: skip
         capture_output=True,
         text=True,

@@ -236,8 +236,7 @@ FLAGS: tuple[Flag, ...] = (
     _f(
         "auth-token",
         "simple",
-        help="Specify auth token specific options (simple, or "
-        "jwt,pub-key=<path>,priv-key=<path>,sign-method=<alg>,ttl=<duration>).",
+        help="Specify a v3 authentication token type and its options ('simple' or 'jwt').",
     ),
     _f("bcrypt-cost", "10", UINT),
     _f("auth-token-ttl", "300", UINT),

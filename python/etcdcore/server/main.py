@@ -131,9 +131,8 @@ async def serve(
     leader = LeaderClient(core, credentials)
     LeaseService(core, lessor, leader).register(bridge)
     MaintenanceService(core).register(bridge)
-    AuthService(
-        core, token_ttl=cfg.auth_token_ttl, bcrypt_cost=cfg.bcrypt_cost, jwt=jwt
-    ).register(bridge)
+    auth = AuthService(core, token_ttl=cfg.auth_token_ttl, bcrypt_cost=cfg.bcrypt_cost, jwt=jwt)
+    auth.register(bridge)
     ClusterService(core, leader).register(bridge)
     loopback = LoopbackKV(
         loopback_target(cfg.client_listen_addresses()[0]), credentials, core.internal_token()

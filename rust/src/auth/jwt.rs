@@ -38,7 +38,7 @@ const KNOWN_OPTIONS: [&str; 4] = ["sign-method", "pub-key", "priv-key", "ttl"];
 pub enum TokenProvider {
     /// "simple" (or empty): random tokens replicated through Raft.
     Simple,
-    Jwt(JwtTokens),
+    Jwt(Box<JwtTokens>),
 }
 
 /// A parsed `--auth-token` flag and the option names etcd warns about.
@@ -73,7 +73,7 @@ pub fn parse_flag(flag: &str) -> Result<ParsedFlag, String> {
                 .collect();
             unknown_options.sort();
             Ok(ParsedFlag {
-                provider: TokenProvider::Jwt(JwtTokens::from_options(&options)?),
+                provider: TokenProvider::Jwt(Box::new(JwtTokens::from_options(&options)?)),
                 unknown_options,
             })
         }
