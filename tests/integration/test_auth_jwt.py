@@ -27,6 +27,7 @@ from harness import Member, etcd_bin, etcdcore_command, free_port
 ROOT_PASSWORD = "rootpw"
 INVALID_TOKEN = "etcdserver: invalid auth token"
 OLD_REVISION = "etcdserver: revision of auth store is old"
+NOT_PEM = "Invalid Key: Key must be a PEM encoded PKCS1 or PKCS8 key"
 
 
 # -- keys and tokens ------------------------------------------------------------------
@@ -339,17 +340,36 @@ def start_error(command: list[str], directory: Path, flag: str) -> tuple[int, st
         (",sign-method=RS256", "auth: missing key data"),
         (",sign-method=HS256", "auth: missing key data"),
         (",sign-method=XX256,pub-key=PUB", "auth: invalid auth options"),
+        (",sign-method=none,priv-key=KEY", "unsupported signing method: *jwt.signingMethodNone"),
         (",sign-method=RS256,priv-key=/no/such/key", "auth: invalid auth options"),
         (",sign-method=RS256,priv-key=KEY,ttl=5x", "auth: invalid auth options"),
         (",sign-method=RS256,priv-key=KEY,sign-method=RS384", "auth: invalid auth options"),
         (",pub-key", "auth: invalid auth options"),
+        (",sign-method=RS256,priv-key=JUNK", NOT_PEM),
+        (",sign-method=ES256,pub-key=JUNK", NOT_PEM),
+        (",sign-method=RS256,pub-key=ECPUB", "Key is not a valid RSA public key"),
+        (
+            ",sign-method=ES256,priv-key=KEY",
+            "x509: failed to parse private key (use ParsePKCS1PrivateKey instead for this key format)",
+        ),
+        (",sign-method=ES256,pub-key=PUB", "Key is not a valid ECDSA public key"),
+        (
+            ",sign-method=RS256,priv-key=ECKEY",
+            "x509: failed to parse private key (use ParseECPrivateKey instead for this key format)",
+        ),
     ],
 )
 def test_a_bad_jwt_flag_stops_the_server_with_etcds_message(
     tmp_path: Path, options: str, message: str
 ) -> None:
     private, public = write_keys(tmp_path, "RS256")
-    flag = "jwt" + options.replace("PUB", str(public)).replace("KEY", str(private))
+    ec_private, ec_public = write_keys(tmp_path, "ES256")
+    junk = tmp_path / "junk"
+    junk.write_text("not a key")
+    paths = {"ECKEY": ec_private, "ECPUB": ec_public, "KEY": private, "PUB": public, "JUNK": junk}
+    flag = "jwt" + options
+    for placeholder, path in paths.items():
+        flag = flag.replace(f"={placeholder}", f"={path}")
     assert start_error(etcdcore_command(), tmp_path / "ours", flag) == (1, message)
     assert start_error([etcd_bin("etcd")], tmp_path / "etcd", flag) == (1, message)
 

@@ -24,7 +24,13 @@ pub const ERR_INVALID_AUTH_OPTS: &str = "auth: invalid auth options";
 pub const ERR_MISSING_KEY: &str = "auth: missing key data";
 pub const ERR_VERIFY_ONLY: &str = "auth: token signing attempted with verify-only key";
 // jwt-go's key parsing errors.
-const ERR_NOT_PEM: &str = "Invalid Key: Key must be PEM encoded PKCS1 or PKCS8 private key";
+const ERR_NOT_PEM: &str = "Invalid Key: Key must be a PEM encoded PKCS1 or PKCS8 key";
+// Go's x509 on a SEC1 EC key where it expects RSA, and a PKCS#1 RSA key
+// where it expects EC.
+const ERR_EC_AS_RSA: &str =
+    "x509: failed to parse private key (use ParseECPrivateKey instead for this key format)";
+const ERR_RSA_AS_EC: &str =
+    "x509: failed to parse private key (use ParsePKCS1PrivateKey instead for this key format)";
 const ERR_NOT_RSA_PRIVATE: &str = "Key is not a valid RSA private key";
 const ERR_NOT_RSA_PUBLIC: &str = "Key is not a valid RSA public key";
 const ERR_NOT_EC_PRIVATE: &str = "Key is not a valid ECDSA private key";
@@ -152,8 +158,9 @@ impl JwtTokens {
             "HS256" => Algorithm::HS256,
             "HS384" => Algorithm::HS384,
             "HS512" => Algorithm::HS512,
-            // jwt-go knows these, ring cannot do them.
-            "ES512" | "none" => return Err(format!("unsupported signing method: {method}")),
+            "none" => return Err("unsupported signing method: *jwt.signingMethodNone".into()),
+            // jwt-go knows it; ring has no P-521.
+            "ES512" => return Err("etcdcore: sign-method ES512 is not supported".into()),
             _ => return Err(ERR_INVALID_AUTH_OPTS.into()),
         };
         let (signer, verifier) = match algorithm {
@@ -259,18 +266,20 @@ fn rsa_keys(
         _ => &signature::RSA_PSS_SHA512,
     };
     if !private.is_empty() {
-        let key = match pem_item(private, ERR_NOT_PEM)? {
+        let key = match pem_item(private)? {
             rustls_pemfile::Item::Pkcs1Key(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
             rustls_pemfile::Item::Pkcs8Key(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
+            rustls_pemfile::Item::Sec1Key(_) => return Err(ERR_EC_AS_RSA.into()),
             _ => return Err(ERR_NOT_RSA_PRIVATE.into()),
         }
-        .map_err(|e| format!("{ERR_NOT_RSA_PRIVATE}: {e}"))?;
+        .map_err(|e| rejected(ERR_NOT_RSA_PRIVATE, e))?;
         let verifier = DecodingKey::from_rsa_der(key.public_key().as_ref());
         return Ok((Some(Signer::Rsa(key, encoding)), verifier));
     }
     if public.is_empty() {
         return Err(ERR_MISSING_KEY.into());
     }
+    pem_item(public)?;
     let verifier = DecodingKey::from_rsa_pem(public).map_err(|_| ERR_NOT_RSA_PUBLIC)?;
     Ok((None, verifier))
 }
@@ -287,13 +296,14 @@ fn ec_keys(
             (&signature::ECDSA_P384_SHA384_FIXED_SIGNING, P384_OID)
         };
     if !private.is_empty() {
-        let pkcs8 = match pem_item(private, ERR_NOT_PEM)? {
+        let pkcs8 = match pem_item(private)? {
             rustls_pemfile::Item::Sec1Key(k) => sec1_to_pkcs8(k.secret_sec1_der(), curve_oid),
             rustls_pemfile::Item::Pkcs8Key(k) => k.secret_pkcs8_der().to_vec(),
+            rustls_pemfile::Item::Pkcs1Key(_) => return Err(ERR_RSA_AS_EC.into()),
             _ => return Err(ERR_NOT_EC_PRIVATE.into()),
         };
         let key = EcdsaKeyPair::from_pkcs8(ring_alg, &pkcs8, &SystemRandom::new())
-            .map_err(|e| format!("{ERR_NOT_EC_PRIVATE}: {e}"))?;
+            .map_err(|e| rejected(ERR_NOT_EC_PRIVATE, e))?;
         // jsonwebtoken takes an EC public key as its uncompressed point.
         let verifier = DecodingKey::from_ec_der(key.public_key().as_ref());
         return Ok((Some(Signer::Ecdsa(key)), verifier));
@@ -301,20 +311,33 @@ fn ec_keys(
     if public.is_empty() {
         return Err(ERR_MISSING_KEY.into());
     }
+    pem_item(public)?;
     let verifier = DecodingKey::from_ec_pem(public).map_err(|_| ERR_NOT_EC_PUBLIC)?;
     Ok((None, verifier))
 }
 
-fn pem_item(pem: &[u8], not_pem: &str) -> Result<rustls_pemfile::Item, String> {
+/// jwt-go's message for a key of the wrong kind; for a key Go would take
+/// but ring refuses (say RSA under 2048 bits) ring's reason is added.
+fn rejected(wrong_kind: &str, e: ring::error::KeyRejected) -> String {
+    if e.to_string() == "WrongAlgorithm" {
+        wrong_kind.to_string()
+    } else {
+        format!("{wrong_kind}: {e}")
+    }
+}
+
+/// The first key in a PEM file (jwt-go reads the first block).
+fn pem_item(pem: &[u8]) -> Result<rustls_pemfile::Item, String> {
     let mut reader = pem;
     loop {
         match rustls_pemfile::read_one(&mut reader) {
             Ok(Some(item @ rustls_pemfile::Item::Pkcs1Key(_)))
             | Ok(Some(item @ rustls_pemfile::Item::Pkcs8Key(_)))
             | Ok(Some(item @ rustls_pemfile::Item::Sec1Key(_)))
-            | Ok(Some(item @ rustls_pemfile::Item::SubjectPublicKeyInfo(_))) => return Ok(item),
+            | Ok(Some(item @ rustls_pemfile::Item::SubjectPublicKeyInfo(_)))
+            | Ok(Some(item @ rustls_pemfile::Item::X509Certificate(_))) => return Ok(item),
             Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => return Err(not_pem.into()),
+            Ok(None) | Err(_) => return Err(ERR_NOT_PEM.into()),
         }
     }
 }
