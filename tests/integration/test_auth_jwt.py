@@ -28,6 +28,11 @@ ROOT_PASSWORD = "rootpw"
 INVALID_TOKEN = "etcdserver: invalid auth token"
 OLD_REVISION = "etcdserver: revision of auth store is old"
 NOT_PEM = "Invalid Key: Key must be a PEM encoded PKCS1 or PKCS8 key"
+# Go's x509 on a private key of the other family.
+X509_PREFIX, X509_SUFFIX = (
+    "x509: failed to parse private key (use ",
+    " instead for this key format)",
+)
 
 
 # -- keys and tokens ------------------------------------------------------------------
@@ -348,15 +353,9 @@ def start_error(command: list[str], directory: Path, flag: str) -> tuple[int, st
         (",sign-method=RS256,priv-key=JUNK", NOT_PEM),
         (",sign-method=ES256,pub-key=JUNK", NOT_PEM),
         (",sign-method=RS256,pub-key=ECPUB", "Key is not a valid RSA public key"),
-        (
-            ",sign-method=ES256,priv-key=KEY",
-            "x509: failed to parse private key (use ParsePKCS1PrivateKey instead for this key format)",
-        ),
+        (",sign-method=ES256,priv-key=KEY", X509_PREFIX + "ParsePKCS1PrivateKey" + X509_SUFFIX),
         (",sign-method=ES256,pub-key=PUB", "Key is not a valid ECDSA public key"),
-        (
-            ",sign-method=RS256,priv-key=ECKEY",
-            "x509: failed to parse private key (use ParseECPrivateKey instead for this key format)",
-        ),
+        (",sign-method=RS256,priv-key=ECKEY", X509_PREFIX + "ParseECPrivateKey" + X509_SUFFIX),
     ],
 )
 def test_a_bad_jwt_flag_stops_the_server_with_etcds_message(
