@@ -6,12 +6,14 @@ values stop the server with etcd's message (compared with real etcd)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import grpc
@@ -20,9 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from cluster import Cluster, running_cluster
-from etcdcore.client import Client
+from etcdcore.client import AsyncClient, Client
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from harness import Member, etcd_bin, etcdcore_command, free_port
+from harness import Member, etcd_bin, etcdcore_command, etcdctl, free_port
 
 ROOT_PASSWORD = "rootpw"
 INVALID_TOKEN = "etcdserver: invalid auth token"
@@ -105,9 +107,10 @@ def verify_signature(public: Path, method: str, message: bytes, signature: bytes
 # -- servers --------------------------------------------------------------------------
 
 
-def enable_auth(endpoint: str, run) -> None:  # noqa: ANN001 - etcdctl runner
+def enable_auth(endpoints: str) -> None:
+    """root with the root role, and auth on (through real etcdctl)."""
     for cmd in (f"user add root:{ROOT_PASSWORD}", "auth enable"):
-        run(endpoint, *cmd.split())
+        etcdctl(endpoints, *cmd.split())
 
 
 def authenticate(endpoint: str, name: str = "root", password: str = ROOT_PASSWORD) -> str:
@@ -132,14 +135,14 @@ def refused(endpoint: str, token: str) -> tuple[grpc.StatusCode, str]:
     return e.value.code(), e.value.details()
 
 
-def start_secured(directory: Path, flag: str, command: list[str] | None = None) -> Member:
-    from harness import etcdctl
-
-    m = Member(data_dir=directory, extra=["--auth-token", flag])
+def start_secured(
+    directory: Path, flag: str, command: list[str] | None = None, extra: Sequence[str] = ()
+) -> Member:
+    m = Member(data_dir=directory, extra=["--auth-token", flag, *extra])
     if command is not None:
         m.command = command
     m.start()
-    enable_auth(m.endpoint, etcdctl)
+    enable_auth(m.endpoint)
     return m
 
 
@@ -219,7 +222,7 @@ def test_a_token_issued_by_one_member_is_accepted_by_the_others(tmp_path: Path) 
     private, public = write_keys(tmp_path, "RS256")
     extra = ["--auth-token", jwt_flag(private, public, "RS256")]
     with running_cluster(tmp_path, 3, extra=extra) as c:
-        enable_auth(c.endpoints, lambda ep, *a: c.etcdctl(*a))
+        enable_auth(c.endpoints)
         token = authenticate(c.members[0].endpoint)
         for m in c.members[1:]:
             assert range_with(m.endpoint, token).header.revision >= 1
@@ -233,7 +236,7 @@ def test_a_verify_only_member_accepts_tokens_but_cannot_issue_them(tmp_path: Pat
         m.extra += ["--auth-token", jwt_flag(key, public, "ES256")]
     c.start()
     try:
-        enable_auth(c.endpoints, lambda ep, *a: c.etcdctl(*a))
+        enable_auth(c.endpoints)
         token = authenticate(c.members[0].endpoint)
         assert range_with(c.members[1].endpoint, token).header.revision >= 1
         with pytest.raises(grpc.RpcError) as e:
@@ -302,6 +305,46 @@ def test_etcdctl_and_our_client_log_in_again_after_an_auth_change(
         assert client.get("k").value == b"after"
     proc = m.etcdctl("--user", f"root:{ROOT_PASSWORD}", "get", "k")
     assert proc.stdout.splitlines() == ["k", "after"]
+
+
+def test_the_async_client_logs_in_again_after_an_auth_change(
+    rs256: tuple[Member, Path],
+) -> None:
+    m, _ = rs256
+
+    async def scenario() -> bytes:
+        async with AsyncClient([m.endpoint], user="root", password=ROOT_PASSWORD) as client:
+            await client.put("ak", "before")
+            m.etcdctl("--user", f"root:{ROOT_PASSWORD}", "user", "add", f"u{free_port()}:pw")
+            await client.put("ak", "after")
+            return (await client.get("ak")).value
+
+    assert asyncio.run(scenario()) == b"after"
+
+
+def test_the_http_gateway_takes_a_jwt_in_the_authorization_header(tmp_path: Path) -> None:
+    secret, _ = write_keys(tmp_path, "HS256")
+    port = free_port()
+    m = start_secured(
+        tmp_path / "d",
+        jwt_flag(secret, None, "HS256"),
+        extra=[f"--listen-client-http-urls=http://127.0.0.1:{port}"],
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/v3"
+        body = json.dumps({"name": "root", "password": ROOT_PASSWORD}).encode()
+        with urllib.request.urlopen(f"{url}/auth/authenticate", body, timeout=10) as r:
+            token = json.load(r)["token"]
+        assert split_token(token)[0] == {"alg": "HS256", "typ": "JWT"}
+        request = urllib.request.Request(
+            f"{url}/kv/range",
+            json.dumps({"key": base64.b64encode(b"k").decode()}).encode(),
+            headers={"Authorization": token},
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert "header" in json.load(r)
+    finally:
+        m.stop()
 
 
 # -- the flag -------------------------------------------------------------------------
