@@ -49,6 +49,30 @@ pub enum Caller {
     User { name: String, revision: u64 },
 }
 
+/// The token a request carries, as far as it can be checked without the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Presented<'a> {
+    Nothing,
+    /// A simple token: the store knows whose it is.
+    Simple(&'a str),
+    /// A JWT, already verified with the member's key (signatures are the slow
+    /// part, so they are checked before the state lock is taken): (user,
+    /// revision), or None when the signature, algorithm or expiry is wrong.
+    Jwt(Option<(String, u64)>),
+}
+
+impl<'a> Presented<'a> {
+    /// `token` as the member's token kind reads it: with `jwt` (the
+    /// --auth-token jwt key) every token is a JWT, as in etcd.
+    pub fn read(token: Option<&'a str>, jwt: Option<&JwtTokens>) -> Presented<'a> {
+        match (token, jwt) {
+            (None, _) => Presented::Nothing,
+            (Some(t), Some(jwt)) => Presented::Jwt(jwt.verify(t)),
+            (Some(t), None) => Presented::Simple(t),
+        }
+    }
+}
+
 pub struct AuthStore {
     enabled: bool,
     revision: u64,
@@ -276,19 +300,16 @@ impl AuthStore {
         self.roles.keys().cloned().collect()
     }
 
-    /// Who `token` (or its absence) makes the caller: with `jwt` (the
-    /// member's --auth-token jwt key) only a JWT it verifies counts; else a
-    /// simple token, whose lifetime is renewed by use as etcd's are.
-    pub fn caller(&self, token: Option<&str>, jwt: Option<&JwtTokens>) -> Result<Caller, Status> {
+    /// Who the token a request presented (or its absence) makes the caller.
+    /// A simple token's lifetime is renewed by use, as etcd's are.
+    pub fn caller(&self, token: Presented<'_>) -> Result<Caller, Status> {
         if !self.enabled {
             return Ok(Caller::Anyone);
         }
-        let Some(t) = token else {
-            return Ok(Caller::Nobody);
-        };
-        let user = match jwt {
-            Some(jwt) => jwt.verify(t),
-            None => self
+        let user = match token {
+            Presented::Nothing => return Ok(Caller::Nobody),
+            Presented::Jwt(claims) => claims,
+            Presented::Simple(t) => self
                 .tokens
                 .user(t)
                 .filter(|user| self.users.contains_key(user))

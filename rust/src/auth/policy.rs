@@ -16,7 +16,7 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
-use super::{Access, AuthStore, Caller};
+use super::{Access, AuthStore, Caller, Presented};
 use crate::errors::{self, auth as err};
 use crate::pb::etcdserverpb::request_op::Request as Op;
 use crate::pb::etcdserverpb::{
@@ -42,10 +42,9 @@ pub fn caller<T>(shared: &Shared, req: &tonic::Request<T>) -> Result<Caller, Sta
     if token.as_deref() == Some(shared.internal_token.as_str()) {
         return Ok(Caller::Anyone);
     }
+    let presented = Presented::read(token.as_deref(), shared.jwt.get().map(|j| &**j));
     let sm = shared.sm.read().expect("state poisoned");
-    let caller = sm
-        .auth
-        .caller(token.as_deref(), shared.jwt.get().map(|j| &**j))?;
+    let caller = sm.auth.caller(presented)?;
     if caller == Caller::Nobody {
         if let Some(cn) = req
             .peer_certs()

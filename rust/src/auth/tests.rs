@@ -67,12 +67,12 @@ fn enabling_needs_a_root_user_with_the_root_role() {
 fn tokens_name_their_user_and_unknown_tokens_are_refused() {
     let s = enabled_store();
     assert_eq!(
-        s.caller(Some("tok"), None).unwrap(),
+        s.caller(Presented::Simple("tok")).unwrap(),
         s.current_user("alice".into())
     );
-    assert_eq!(s.caller(None, None).unwrap(), Caller::Nobody);
+    assert_eq!(s.caller(Presented::Nothing).unwrap(), Caller::Nobody);
     assert_eq!(
-        s.caller(Some("nope"), None).unwrap_err().message(),
+        s.caller(Presented::Simple("nope")).unwrap_err().message(),
         errors::INVALID_AUTH_TOKEN
     );
 }
@@ -123,7 +123,7 @@ fn changes_bump_the_revision_and_survive_a_snapshot() {
     assert_eq!(restored.revision(), rev);
     assert!(restored.has_role("alice", "r"));
     // Tokens are member-local: a restored store knows none.
-    assert!(restored.caller(Some("tok"), None).is_err());
+    assert!(restored.caller(Presented::Simple("tok")).is_err());
 }
 
 #[test]
@@ -137,4 +137,21 @@ fn root_cannot_be_deleted_while_auth_is_on() {
         ))
         .unwrap_err();
     assert_eq!(e.message(), errors::INVALID_AUTH_MGMT);
+}
+
+#[test]
+fn a_verified_jwt_names_its_user_at_the_tokens_revision() {
+    let s = enabled_store();
+    let verified = Presented::Jwt(Some(("alice".into(), 1)));
+    assert_eq!(
+        s.caller(verified).unwrap(),
+        Caller::User {
+            name: "alice".into(),
+            revision: 1
+        }
+    );
+    assert_eq!(
+        s.caller(Presented::Jwt(None)).unwrap_err().message(),
+        errors::INVALID_AUTH_TOKEN
+    );
 }
