@@ -218,6 +218,19 @@ def test_an_expired_token_is_an_invalid_auth_token(tmp_path: Path) -> None:
         m.stop()
 
 
+def test_a_token_outlives_a_restart_of_the_member(tmp_path: Path) -> None:
+    """Unlike simple tokens (kept in memory), a JWT only needs the key."""
+    private, public = write_keys(tmp_path, "ES384")
+    m = start_secured(tmp_path / "d", jwt_flag(private, public, "ES384"))
+    try:
+        token = authenticate(m.endpoint)
+        m.stop()
+        m.start()
+        assert range_with(m.endpoint, token).header.revision >= 1
+    finally:
+        m.stop()
+
+
 def test_a_token_issued_by_one_member_is_accepted_by_the_others(tmp_path: Path) -> None:
     private, public = write_keys(tmp_path, "RS256")
     extra = ["--auth-token", jwt_flag(private, public, "RS256")]
