@@ -61,7 +61,23 @@ class CoreConfig:
         election_ms: int,
         client_tls: TlsConfig | None = None,
         peer_tls: TlsConfig | None = None,
+        jwt: JwtTokens | None = None,
     ) -> None: ...
+
+class JwtTokens:
+    """The key of ``--auth-token jwt,...``: signs etcd's JWT tokens and verifies them."""
+
+    @staticmethod
+    def from_flag(flag: str) -> tuple[JwtTokens | None, list[str]]:
+        """(provider, unknown option names) for an --auth-token value; None for
+        simple tokens. ValueError carries etcd's message for a value it refuses."""
+    def sign(self, username: str, revision: int) -> str:
+        """A token for ``username`` at auth revision ``revision`` (CoreError on a
+        verify-only member, given only a public key)."""
+    def verify(self, token: str) -> tuple[str, int] | None:
+        """(user name, revision) of a valid, unexpired token; else None."""
+    @property
+    def ttl_seconds(self) -> float: ...
 
 # Items returned by Core.drain():
 #   ("unary", call_id, method, request_bytes)  answer with Core.respond

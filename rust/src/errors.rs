@@ -100,13 +100,13 @@ pub const PERMISSION_NOT_GRANTED: &str = "etcdserver: permission is not granted 
 pub const AUTH_NOT_ENABLED: &str = "etcdserver: authentication is not enabled";
 pub const INVALID_AUTH_TOKEN: &str = "etcdserver: invalid auth token";
 pub const INVALID_AUTH_MGMT: &str = "etcdserver: invalid auth management";
+pub const AUTH_OLD_REVISION: &str = "etcdserver: revision of auth store is old";
 
 /// An auth error with the gRPC code etcd gives its message.
 pub fn auth(msg: &'static str) -> Status {
     let code = match msg {
-        USER_EMPTY | ROLE_EMPTY | AUTH_FAILED | PERMISSION_NOT_GIVEN | INVALID_AUTH_MGMT => {
-            Code::InvalidArgument
-        }
+        USER_EMPTY | ROLE_EMPTY | AUTH_FAILED | PERMISSION_NOT_GIVEN | INVALID_AUTH_MGMT
+        | AUTH_OLD_REVISION => Code::InvalidArgument,
         PERMISSION_DENIED => Code::PermissionDenied,
         INVALID_AUTH_TOKEN => Code::Unauthenticated,
         _ => Code::FailedPrecondition,

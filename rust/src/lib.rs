@@ -18,6 +18,7 @@ pub mod membership;
 pub mod mvcc;
 pub mod pb;
 mod python;
+mod python_jwt;
 pub mod quota;
 pub mod raft_node;
 pub mod restore;

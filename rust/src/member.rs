@@ -55,6 +55,8 @@ pub struct MemberConfig {
     pub client_tls: Option<TlsSettings>,
     /// TLS on the peer listeners and for https peer URLs.
     pub peer_tls: Option<TlsSettings>,
+    /// --auth-token jwt: the key that signs and verifies tokens.
+    pub jwt: Option<Arc<crate::auth::jwt::JwtTokens>>,
 }
 
 /// (granted TTL, attached keys) of one lease.
@@ -221,6 +223,9 @@ impl Member {
         )
         .map_err(|e| StartError(e.to_string()))?;
         let handle = node.handle();
+        if let Some(jwt) = &self.cfg.jwt {
+            let _ = handle.shared.jwt.set(jwt.clone());
+        }
         self.node = Some(node);
         self.handle = Some(handle.clone());
         self.transport = Some(transport.clone());

@@ -56,6 +56,7 @@ _BY_MESSAGE: dict[str, type[EtcdError]] = {
     "etcdserver: no leader": NoLeaderError,
     "etcdserver: authentication failed, invalid user ID or password": AuthError,
     "etcdserver: invalid auth token": AuthError,
+    "etcdserver: revision of auth store is old": AuthError,
     "etcdserver: user name is empty": AuthError,
     "etcdserver: permission denied": PermissionDeniedError,
     "election: not leader": NotLeaderError,

@@ -290,6 +290,7 @@ def channel_credentials(
 TOKEN_METADATA = "token"
 AUTHENTICATE_METHOD = "/etcdserverpb.Auth/Authenticate"
 ERR_INVALID_TOKEN = "etcdserver: invalid auth token"
+ERR_AUTH_OLD_REVISION = "etcdserver: revision of auth store is old"
 ERR_AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"
 
 
@@ -301,9 +302,13 @@ def with_token(metadata: Sequence[tuple[str, str | bytes]] | None, token: str | 
 
 
 def is_invalid_token(e: grpc.RpcError) -> bool:
-    """The server no longer accepts the token (it expired, or another member
-    never issued it): log in again and retry."""
-    return e.code() == grpc.StatusCode.UNAUTHENTICATED and e.details() == ERR_INVALID_TOKEN
+    """The server no longer accepts the token (it expired, another member
+    never issued it, or it predates a change to users, roles or permissions):
+    log in again and retry, as clientv3 does."""
+    code, details = e.code(), e.details()
+    return (code == grpc.StatusCode.UNAUTHENTICATED and details == ERR_INVALID_TOKEN) or (
+        code == grpc.StatusCode.INVALID_ARGUMENT and details == ERR_AUTH_OLD_REVISION
+    )
 
 
 def is_auth_not_enabled(e: grpc.RpcError) -> bool:

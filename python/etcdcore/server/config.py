@@ -233,7 +233,11 @@ FLAGS: tuple[Flag, ...] = (
     _f("experimental-distributed-tracing-service-name", "etcd", use=WARN),
     _f("experimental-distributed-tracing-instance-id", use=WARN),
     # auth
-    _f("auth-token", "simple", use=INFO),
+    _f(
+        "auth-token",
+        "simple",
+        help="Specify a v3 authentication token type and its options ('simple' or 'jwt').",
+    ),
     _f("bcrypt-cost", "10", UINT),
     _f("auth-token-ttl", "300", UINT),
     _f("enable-grpc-gateway", "true", BOOL, INFO),
@@ -339,6 +343,8 @@ class ServerConfig:
     #: Go names of the allowed TLS 1.2 cipher suites (empty: all).
     cipher_suites: list[str] = field(default_factory=list)
     tls_min_version: str = "TLS1.2"
+    #: --auth-token as given: "simple" or "jwt,<options>" (parsed by the core at start).
+    auth_token: str = "simple"
     #: Lifetime of an idle simple token (--auth-token-ttl), in seconds.
     auth_token_ttl: int = 300
     #: bcrypt cost for new passwords (--bcrypt-cost).
@@ -531,6 +537,7 @@ class ServerConfig:
             peer_tls=peer_tls,
             cipher_suites=[c for c in get("cipher-suites").split(",") if c],
             tls_min_version=tls_min,
+            auth_token=get("auth-token"),
             auth_token_ttl=_uint(get("auth-token-ttl"), "auth-token-ttl"),
             bcrypt_cost=_uint(get("bcrypt-cost"), "bcrypt-cost"),
             self_signed_cert_validity=_uint(

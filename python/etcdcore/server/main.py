@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from etcdcore import ETCD_VERSION, __version__
-from etcdcore._core import Core, CoreConfig, CoreError
+from etcdcore._core import Core, CoreConfig, CoreError, JwtTokens
 from etcdcore.bridge import Bridge
 from etcdcore.http.server import HttpServer
 from etcdcore.server.config import (
@@ -64,8 +64,9 @@ def _fields(**fields: object) -> dict[str, dict[str, object]]:
     return {"fields": fields}
 
 
-def core_config(cfg: ServerConfig) -> CoreConfig:
-    """The core's configuration from the parsed flags."""
+def core_config(cfg: ServerConfig, jwt: JwtTokens | None = None) -> CoreConfig:
+    """The core's configuration from the parsed flags (and the --auth-token
+    jwt key, parsed by :func:`token_provider`)."""
     return CoreConfig(
         name=cfg.name,
         data_dir=cfg.data_dir,
@@ -84,7 +85,17 @@ def core_config(cfg: ServerConfig) -> CoreConfig:
         election_ms=cfg.election_timeout,
         client_tls=core_tls(cfg.client_tls, cfg) if cfg.client_tls_enabled() else None,
         peer_tls=core_tls(cfg.peer_tls, cfg) if cfg.peer_tls_enabled() else None,
+        jwt=jwt,
     )
+
+
+def token_provider(cfg: ServerConfig) -> JwtTokens | None:
+    """The --auth-token jwt key (None for simple tokens), logging what etcd
+    logs; ValueError with etcd's message when etcd would refuse to start."""
+    jwt, unknown = JwtTokens.from_flag(cfg.auth_token)
+    if unknown:
+        log.warning("unknown JWT options", extra=_fields(keys=unknown))
+    return jwt
 
 
 def loopback_target(listen_address: str) -> str:
@@ -106,9 +117,11 @@ async def serve(
     cfg: ServerConfig,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[], None] | None = None,
+    jwt: JwtTokens | None = None,
 ) -> None:
     """Run the Python services on this loop until SIGTERM or SIGINT, or until
-    ``stop`` is set when given (an embedded member, which owns no signals)."""
+    ``stop`` is set when given (an embedded member, which owns no signals).
+    ``jwt`` is the --auth-token jwt key the Auth service signs tokens with."""
     loop = asyncio.get_running_loop()
     handle_signals = stop is None
     bridge = Bridge(core)
@@ -118,7 +131,8 @@ async def serve(
     leader = LeaderClient(core, credentials)
     LeaseService(core, lessor, leader).register(bridge)
     MaintenanceService(core).register(bridge)
-    AuthService(core, token_ttl=cfg.auth_token_ttl, bcrypt_cost=cfg.bcrypt_cost).register(bridge)
+    auth = AuthService(core, token_ttl=cfg.auth_token_ttl, bcrypt_cost=cfg.bcrypt_cost, jwt=jwt)
+    auth.register(bridge)
     ClusterService(core, leader).register(bridge)
     loopback = LoopbackKV(
         loopback_target(cfg.client_listen_addresses()[0]), credentials, core.internal_token()
@@ -252,7 +266,13 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     except OSError as e:
         log.warning("cannot create the self-signed certificate", extra=_fields(error=str(e)))
         return 1
-    core = Core(core_config(cfg))
+    try:
+        jwt = token_provider(cfg)
+    except ValueError as e:
+        log.warning("failed to create token provider", extra=_fields(error=str(e)))
+        log.warning("failed to start etcd", extra=_fields(error=str(e)))
+        return 1
+    core = Core(core_config(cfg, jwt))
     try:
         core.start()
     except CoreError as e:
@@ -276,7 +296,7 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     )
     code = 0
     try:
-        asyncio.run(serve(core, cfg))
+        asyncio.run(serve(core, cfg, jwt=jwt))
     except Exception:  # noqa: BLE001 - log, then still stop the core cleanly
         log.exception("serving failed")
         code = 1

@@ -1,12 +1,14 @@
 //! Authentication and role-based access control, as etcd's auth store: users
 //! (bcrypt password hashes, roles), roles (key permissions), the enabled
 //! flag and a revision bumped by every change. Changes arrive through Raft
-//! (so every member holds the same store); tokens are member-local, learnt
-//! through Raft when a member authenticates someone.
+//! (so every member holds the same store). Simple tokens are member-local,
+//! learnt through Raft when a member authenticates someone; JWT tokens
+//! ([`jwt`]) are verified by each member with its key.
 //!
 //! Checking happens where a request enters: the KV service in Rust, and in
 //! front of the services bridged to Python (see [`policy`]).
 
+pub mod jwt;
 mod perms;
 pub mod policy;
 mod tokens;
@@ -19,6 +21,7 @@ use crate::errors::{self, auth as err};
 use crate::pb::authpb::{Permission, Role, User, UserAddOptions};
 use crate::pb::internal::auth_admin_request::Request as Admin;
 use crate::pb::internal::AuthState;
+use jwt::JwtTokens;
 pub use perms::Access;
 use tokens::Tokens;
 
@@ -41,7 +44,33 @@ pub enum Caller {
     Anyone,
     /// Auth is on and the request carried no token.
     Nobody,
-    User(String),
+    /// A user, as of the auth store revision its token was issued at
+    /// (simple tokens and certificate names: the current one).
+    User { name: String, revision: u64 },
+}
+
+/// The token a request carries, as far as it can be checked without the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Presented<'a> {
+    Nothing,
+    /// A simple token: the store knows whose it is.
+    Simple(&'a str),
+    /// A JWT, already verified with the member's key (signatures are the slow
+    /// part, so they are checked before the state lock is taken): (user,
+    /// revision), or None when the signature, algorithm or expiry is wrong.
+    Jwt(Option<(String, u64)>),
+}
+
+impl<'a> Presented<'a> {
+    /// `token` as the member's token kind reads it: with `jwt` (the
+    /// --auth-token jwt key) every token is a JWT, as in etcd.
+    pub fn read(token: Option<&'a str>, jwt: Option<&JwtTokens>) -> Presented<'a> {
+        match (token, jwt) {
+            (None, _) => Presented::Nothing,
+            (Some(t), Some(jwt)) => Presented::Jwt(jwt.verify(t)),
+            (Some(t), None) => Presented::Simple(t),
+        }
+    }
 }
 
 pub struct AuthStore {
@@ -271,18 +300,32 @@ impl AuthStore {
         self.roles.keys().cloned().collect()
     }
 
-    /// Who `token` (or its absence) makes the caller; the token's lifetime
-    /// is renewed by use, as etcd's simple tokens are.
-    pub fn caller(&self, token: Option<&str>) -> Result<Caller, Status> {
+    /// Who the token a request presented (or its absence) makes the caller.
+    /// A simple token's lifetime is renewed by use, as etcd's are.
+    pub fn caller(&self, token: Presented<'_>) -> Result<Caller, Status> {
         if !self.enabled {
             return Ok(Caller::Anyone);
         }
-        match token {
-            None => Ok(Caller::Nobody),
-            Some(t) => match self.tokens.user(t) {
-                Some(user) if self.users.contains_key(&user) => Ok(Caller::User(user)),
-                _ => Err(err(errors::INVALID_AUTH_TOKEN)),
-            },
+        let user = match token {
+            Presented::Nothing => return Ok(Caller::Nobody),
+            Presented::Jwt(claims) => claims,
+            Presented::Simple(t) => self
+                .tokens
+                .user(t)
+                .filter(|user| self.users.contains_key(user))
+                .map(|user| (user, self.revision)),
+        };
+        match user {
+            Some((name, revision)) => Ok(Caller::User { name, revision }),
+            None => Err(err(errors::INVALID_AUTH_TOKEN)),
+        }
+    }
+
+    /// A user known by other means (a client certificate's name), as of now.
+    pub fn current_user(&self, name: String) -> Caller {
+        Caller::User {
+            name,
+            revision: self.revision,
         }
     }
 
@@ -290,7 +333,7 @@ impl AuthStore {
         match caller {
             Caller::Anyone => Ok(()),
             Caller::Nobody => Err(err(errors::USER_EMPTY)),
-            Caller::User(name) => match self.users.get(name) {
+            Caller::User { name, .. } => match self.users.get(name) {
                 None => Err(err(errors::USER_NOT_FOUND)),
                 Some(u) if u.roles.iter().any(|r| r == ROOT) => Ok(()),
                 Some(_) => Err(err(errors::PERMISSION_DENIED)),
@@ -309,7 +352,12 @@ impl AuthStore {
         match caller {
             Caller::Anyone => Ok(()),
             Caller::Nobody => Err(err(errors::USER_EMPTY)),
-            Caller::User(name) => {
+            Caller::User { name, revision } => {
+                // etcd's isOpPermitted: a token from before the last auth
+                // change must be renewed (clients re-authenticate on this).
+                if *revision < self.revision {
+                    return Err(err(errors::AUTH_OLD_REVISION));
+                }
                 let Some(user) = self.users.get(name) else {
                     return Err(err(errors::PERMISSION_DENIED));
                 };

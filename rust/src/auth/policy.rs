@@ -16,7 +16,7 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
-use super::{Access, AuthStore, Caller};
+use super::{Access, AuthStore, Caller, Presented};
 use crate::errors::{self, auth as err};
 use crate::pb::etcdserverpb::request_op::Request as Op;
 use crate::pb::etcdserverpb::{
@@ -42,18 +42,15 @@ pub fn caller<T>(shared: &Shared, req: &tonic::Request<T>) -> Result<Caller, Sta
     if token.as_deref() == Some(shared.internal_token.as_str()) {
         return Ok(Caller::Anyone);
     }
-    let caller = shared
-        .sm
-        .read()
-        .expect("state poisoned")
-        .auth
-        .caller(token.as_deref())?;
+    let presented = Presented::read(token.as_deref(), shared.jwt.get().map(|j| &**j));
+    let sm = shared.sm.read().expect("state poisoned");
+    let caller = sm.auth.caller(presented)?;
     if caller == Caller::Nobody {
         if let Some(cn) = req
             .peer_certs()
             .and_then(|certs| common_name(certs.first()?))
         {
-            return Ok(Caller::User(cn));
+            return Ok(sm.auth.current_user(cn));
         }
     }
     Ok(caller)
@@ -150,14 +147,14 @@ pub fn check_bridged(
         ("etcdserverpb.Auth", "UserGet") => {
             let r: AuthUserGetRequest = decode(body)?;
             match c {
-                Caller::User(u) if *u == r.name => Ok(()),
+                Caller::User { name, .. } if *name == r.name => Ok(()),
                 _ => s.is_admin(c),
             }
         }
         ("etcdserverpb.Auth", "RoleGet") => {
             let r: AuthRoleGetRequest = decode(body)?;
             match c {
-                Caller::User(u) if s.has_role(u, &r.role) => Ok(()),
+                Caller::User { name, .. } if s.has_role(name, &r.role) => Ok(()),
                 _ => s.is_admin(c),
             }
         }
@@ -224,8 +221,12 @@ pub fn check_watch_message(s: &AuthStore, c: &Caller, body: &[u8]) -> Result<(),
     if let Some(crate::pb::etcdserverpb::watch_request::RequestUnion::CreateRequest(create)) =
         r.request_union
     {
+        // etcd's cancel reasons: an old token revision keeps its own.
         s.check(c, Access::Read, &create.key, &create.range_end)
-            .map_err(|_| err(errors::PERMISSION_DENIED))?;
+            .map_err(|e| match e.message() {
+                errors::AUTH_OLD_REVISION => e,
+                _ => err(errors::PERMISSION_DENIED),
+            })?;
     }
     Ok(())
 }

@@ -66,10 +66,13 @@ fn enabling_needs_a_root_user_with_the_root_role() {
 #[test]
 fn tokens_name_their_user_and_unknown_tokens_are_refused() {
     let s = enabled_store();
-    assert_eq!(s.caller(Some("tok")).unwrap(), Caller::User("alice".into()));
-    assert_eq!(s.caller(None).unwrap(), Caller::Nobody);
     assert_eq!(
-        s.caller(Some("nope")).unwrap_err().message(),
+        s.caller(Presented::Simple("tok")).unwrap(),
+        s.current_user("alice".into())
+    );
+    assert_eq!(s.caller(Presented::Nothing).unwrap(), Caller::Nobody);
+    assert_eq!(
+        s.caller(Presented::Simple("nope")).unwrap_err().message(),
         errors::INVALID_AUTH_TOKEN
     );
 }
@@ -77,7 +80,7 @@ fn tokens_name_their_user_and_unknown_tokens_are_refused() {
 #[test]
 fn permissions_follow_the_users_roles() {
     let s = enabled_store();
-    let alice = Caller::User("alice".into());
+    let alice = s.current_user("alice".into());
     assert!(s.check(&alice, Access::Read, b"pub/x", b"").is_ok());
     let denied = s.check(&alice, Access::Write, b"pub/x", b"").unwrap_err();
     assert_eq!(denied.message(), errors::PERMISSION_DENIED);
@@ -88,7 +91,26 @@ fn permissions_follow_the_users_roles() {
         errors::USER_EMPTY
     );
     assert!(s.is_admin(&alice).is_err());
-    assert!(s.is_admin(&Caller::User("root".into())).is_ok());
+    assert!(s.is_admin(&s.current_user("root".into())).is_ok());
+}
+
+#[test]
+fn a_caller_from_an_older_auth_revision_must_renew_its_token() {
+    let mut s = enabled_store();
+    let alice = s.current_user("alice".into());
+    s.apply(&user_add("bob")).unwrap();
+    assert_eq!(
+        s.check(&alice, Access::Read, b"pub/x", b"")
+            .unwrap_err()
+            .message(),
+        errors::AUTH_OLD_REVISION
+    );
+    // Admin checks do not look at the revision (etcd's IsAdminPermitted).
+    let root = Caller::User {
+        name: "root".into(),
+        revision: 1,
+    };
+    assert!(s.is_admin(&root).is_ok());
 }
 
 #[test]
@@ -101,7 +123,7 @@ fn changes_bump_the_revision_and_survive_a_snapshot() {
     assert_eq!(restored.revision(), rev);
     assert!(restored.has_role("alice", "r"));
     // Tokens are member-local: a restored store knows none.
-    assert!(restored.caller(Some("tok")).is_err());
+    assert!(restored.caller(Presented::Simple("tok")).is_err());
 }
 
 #[test]
@@ -115,4 +137,21 @@ fn root_cannot_be_deleted_while_auth_is_on() {
         ))
         .unwrap_err();
     assert_eq!(e.message(), errors::INVALID_AUTH_MGMT);
+}
+
+#[test]
+fn a_verified_jwt_names_its_user_at_the_tokens_revision() {
+    let s = enabled_store();
+    let verified = Presented::Jwt(Some(("alice".into(), 1)));
+    assert_eq!(
+        s.caller(verified).unwrap(),
+        Caller::User {
+            name: "alice".into(),
+            revision: 1
+        }
+    );
+    assert_eq!(
+        s.caller(Presented::Jwt(None)).unwrap_err().message(),
+        errors::INVALID_AUTH_TOKEN
+    );
 }

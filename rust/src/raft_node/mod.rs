@@ -120,6 +120,8 @@ pub struct Shared {
     /// Lets this process's own clients (lock and election services) through
     /// the auth checks; never leaves the member.
     pub internal_token: String,
+    /// The --auth-token jwt key, when tokens are JWTs (set before serving).
+    pub jwt: std::sync::OnceLock<Arc<crate::auth::jwt::JwtTokens>>,
 }
 
 impl Shared {
@@ -169,6 +171,7 @@ impl Node {
             learner: AtomicBool::new(false),
             leader_changes: AtomicU64::new(0),
             internal_token: crate::auth::random_token(),
+            jwt: std::sync::OnceLock::new(),
         });
         let (tx, rx) = mpsc::channel();
         let config = Arc::new(config);
