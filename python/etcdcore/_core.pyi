@@ -56,6 +56,7 @@ class CoreConfig:
         snapshot_count: int,
         max_request_bytes: int,
         max_txn_ops: int,
+        max_concurrent_streams: int = 2**32 - 1,
         quota_backend_bytes: int,
         heartbeat_ms: int,
         election_ms: int,

@@ -55,6 +55,8 @@ pub struct MemberConfig {
     pub client_tls: Option<TlsSettings>,
     /// TLS on the peer listeners and for https peer URLs.
     pub peer_tls: Option<TlsSettings>,
+    /// HTTP/2 streams one client connection may have open (--max-concurrent-streams).
+    pub max_concurrent_streams: u32,
 }
 
 /// (granted TTL, attached keys) of one lease.
@@ -229,6 +231,7 @@ impl Member {
         let limits = Limits {
             max_request_bytes: self.cfg.max_request_bytes,
             max_txn_ops: self.cfg.max_txn_ops,
+            max_concurrent_streams: self.cfg.max_concurrent_streams,
         };
         let served = runtime.block_on(async {
             let peers =

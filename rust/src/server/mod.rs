@@ -88,7 +88,10 @@ pub async fn serve(
         let kv = KvServer::new(kv::KvService::new(node.clone(), limits))
             .max_decoding_message_size(max_decoding)
             .max_encoding_message_size(usize::MAX);
+        // Set even at its default (u32::MAX, etcd's "no limit"): hyper's
+        // own default would cap a connection at 200 streams.
         let router = Server::builder()
+            .max_concurrent_streams(limits.max_concurrent_streams)
             .add_service(kv)
             .add_service(Bridged::<bridged::Watch>::new(
                 bridge.clone(),
