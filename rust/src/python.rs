@@ -182,6 +182,7 @@ impl Core {
                 Item::Msg { call_id, message } => ("msg", call_id, PyBytes::new(py, &message))
                     .into_pyobject(py)?
                     .into_any(),
+                Item::HalfClose { call_id } => ("halfclose", call_id).into_pyobject(py)?.into_any(),
                 Item::Close { call_id } => ("close", call_id).into_pyobject(py)?.into_any(),
                 Item::Events { revision, batch } => ("events", revision, PyBytes::new(py, &batch))
                     .into_pyobject(py)?

@@ -761,11 +761,6 @@ def test_watch_with_unknown_filter(channels: dict[str, grpc.Channel], case: str)
     same(got)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="etcdcore ends a watch stream when the client half-closes (bridged.rs "
-    "treats end-of-input as the client leaving); etcd keeps the watch open",
-)
 def test_watch_survives_client_half_close(channels: dict[str, grpc.Channel]) -> None:
     """A client that half-closes after creating its watch still gets events."""
     key = b"w/halfclose"
