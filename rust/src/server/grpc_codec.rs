@@ -77,7 +77,7 @@ mod tests {
     use crate::pb::etcdserverpb::RangeRequest;
 
     #[test]
-    fn a_malformed_request_is_refused_in_grpc_go_words() {
+    fn prost_words_decode_errors_with_the_prefix_replaced() {
         let e = RangeRequest::decode(&b"\xff\xff\xff"[..]).unwrap_err();
         let text = e.to_string();
         assert!(text.starts_with(PROST_PREFIX), "{text}");

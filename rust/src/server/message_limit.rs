@@ -167,7 +167,7 @@ mod tests {
     fn frame(len: u32) -> Vec<u8> {
         let mut f = vec![0];
         f.extend_from_slice(&len.to_be_bytes());
-        f.extend(std::iter::repeat(7).take(len as usize));
+        f.extend(std::iter::repeat_n(7, len as usize));
         f
     }
 
