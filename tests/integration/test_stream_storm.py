@@ -67,19 +67,25 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def in_flight_streams(metrics_url: str) -> dict[str, int]:
-    """Watch and LeaseKeepAlive calls started but not yet handled (/metrics)."""
+def in_flight(metrics_url: str, method: str) -> int:
+    """Calls of ``method`` started but not yet handled (/metrics)."""
     with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as r:
         text = r.read().decode()
-    counts = {"Watch": 0, "LeaseKeepAlive": 0}
     pattern = re.compile(
-        r'^grpc_server_(started|handled)_total\{[^}]*grpc_method="(Watch|LeaseKeepAlive)"'
-        r"[^}]*\} (\S+)$",
+        r'^grpc_server_(started|handled)_total\{[^}]*grpc_method="'
+        + re.escape(method)
+        + r'"[^}]*\} (\S+)$',
         re.M,
     )
-    for kind, method, value in pattern.findall(text):
-        counts[method] += int(float(value)) * (1 if kind == "started" else -1)
-    return counts
+    return sum(
+        int(float(value)) * (1 if kind == "started" else -1)
+        for kind, value in pattern.findall(text)
+    )
+
+
+def in_flight_streams(metrics_url: str) -> dict[str, int]:
+    """Watch and LeaseKeepAlive calls started but not yet handled."""
+    return {m: in_flight(metrics_url, m) for m in ("Watch", "LeaseKeepAlive")}
 
 
 @dataclass
@@ -253,6 +259,43 @@ def test_kill9_after_the_storm_keeps_every_acknowledged_write(stormed: StormResu
     stored = {kv.key: kv.value for kv in resp.kvs}
     missing = [k for k, v in stormed.acked.items() if stored.get(k) != v]
     assert not missing, f"{len(missing)} of {len(stormed.acked)} acknowledged puts lost"
+
+
+def test_an_observer_that_leaves_is_released(tmp_path: Path) -> None:
+    """An Observe stream waiting for a leader ends when its client leaves."""
+    metrics_url = f"http://127.0.0.1:{free_port()}"
+    member = Member(
+        data_dir=tmp_path / "observe.etcd", extra=["--listen-metrics-urls", metrics_url]
+    ).start()
+    try:
+        procs = []
+        for _ in range(3):
+            script = (
+                "import grpc, sys, time\n"
+                "from etcdcore.proto.v3election import v3election_pb2, v3election_pb2_grpc\n"
+                f"ch = grpc.insecure_channel({member.endpoint!r})\n"
+                "stub = v3election_pb2_grpc.ElectionStub(ch)\n"
+                "it = stub.Observe(v3election_pb2.LeaderRequest(name=b'nobody'))\n"
+                "print('ready', flush=True)\n"
+                "next(it)\n"
+            )
+            procs.append(
+                subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+            )
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline() == "ready\n"
+        deadline = time.monotonic() + 30
+        while in_flight(metrics_url, "Observe") < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert in_flight(metrics_url, "Observe") == 3
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        while in_flight(metrics_url, "Observe") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert in_flight(metrics_url, "Observe") == 0
+    finally:
+        member.stop()
 
 
 @pytest.mark.slow
