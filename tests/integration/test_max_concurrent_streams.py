@@ -18,7 +18,7 @@ import pytest
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from harness import Member
 
-#: More streams than hyper's (200) or grpc-go's (100) own defaults allow.
+#: More streams than hyper's server allows by default (200).
 MANY_STREAMS = 250
 
 

@@ -92,10 +92,9 @@ pub async fn serve(
         let kv = KvServer::new(kv::KvService::new(node.clone(), limits))
             .max_decoding_message_size(max_decoding)
             .max_encoding_message_size(usize::MAX);
-        // Set even at its default (u32::MAX, etcd's "no limit"): hyper's
-        // own default would cap a connection at 200 streams.
         // Every client message is held to grpc-go's limit, in its words.
         let limit = MessageLimitLayer { max: max_decoding };
+        // Advertised as etcd does, u32::MAX ("no limit") by default.
         let router = Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)
             .add_service(limit.layer(kv))
