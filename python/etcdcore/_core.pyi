@@ -56,6 +56,7 @@ class CoreConfig:
         snapshot_count: int,
         max_request_bytes: int,
         max_txn_ops: int,
+        max_concurrent_streams: int = 2**32 - 1,
         quota_backend_bytes: int,
         heartbeat_ms: int,
         election_ms: int,
@@ -83,7 +84,8 @@ class JwtTokens:
 #   ("unary", call_id, method, request_bytes)  answer with Core.respond
 #   ("open", call_id, method)                  a streaming call began
 #   ("msg", call_id, message_bytes)            a client message on that stream
-#   ("close", call_id)                         the client half-closed or went away
+#   ("halfclose", call_id)                     the client ended its request stream
+#   ("close", call_id)                         the client went away (or the call ended)
 #   ("events", revision, event_batch_bytes)    an applied batch (etcdcore.EventBatch)
 #   ("leader", is_leader, term)                this member's leadership changed
 #   ("removed",)                               this member was removed from the cluster
@@ -91,6 +93,7 @@ BridgeItem = (
     tuple[Literal["unary"], int, str, bytes]
     | tuple[Literal["open"], int, str]
     | tuple[Literal["msg"], int, bytes]
+    | tuple[Literal["halfclose"], int]
     | tuple[Literal["close"], int]
     | tuple[Literal["events"], int, bytes]
     | tuple[Literal["leader"], bool, int]

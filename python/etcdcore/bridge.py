@@ -82,11 +82,24 @@ class Stream:
         self.method = method
         self._bridge = bridge
         self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._gone = asyncio.Event()
+        self._ended = False
+        #: No message can reach the client any more (it left, or the call ended).
         self.closed = False
 
     async def recv(self) -> bytes | None:
         """The next client message, or None once the client half-closed or left."""
         return await self._inbox.get()
+
+    @property
+    def gone(self) -> bool:
+        """Whether the call is over on the client's side (cancelled, disconnected)."""
+        return self._gone.is_set()
+
+    async def wait_gone(self) -> None:
+        """Until the client has left: a client that only half-closed still
+        reads answers, as long as it likes."""
+        await self._gone.wait()
 
     def send(self, payload: bytes) -> bool:
         """Queue one message to the client; False once the client is known gone.
@@ -101,13 +114,22 @@ class Stream:
 
     def end(self, code: int = OK, message: str = "") -> None:
         """Finish the call with a gRPC status, after what was sent. Idempotent."""
-        if not self.closed:
+        # Ended even when the client is known gone, so the core forgets it.
+        if not self._ended:
+            self._ended = True
             self.closed = True
             self._bridge.flush_sends()
             self._bridge.core.stream_end(self.call_id, code, message)
 
     def _deliver(self, payload: bytes | None) -> None:
         self._inbox.put_nowait(payload)
+
+    def _leave(self) -> None:
+        """The client left: nothing more can reach it, nor come from it."""
+        if not self._gone.is_set():
+            self.closed = True
+            self._gone.set()
+            self._inbox.put_nowait(None)
 
 
 class Bridge:
@@ -196,10 +218,14 @@ class Bridge:
                     stream._deliver(item[2])
             elif kind == "open":
                 self._open(item[1], item[2])
-            elif kind == "close":
+            elif kind == "halfclose":
                 stream = self._streams.get(item[1])
                 if stream is not None:
                     stream._deliver(None)
+            elif kind == "close":
+                stream = self._streams.get(item[1])
+                if stream is not None:
+                    stream._leave()
             elif kind == "events":
                 for listener in self._events:
                     listener(item[1], item[2])
@@ -255,7 +281,7 @@ class Bridge:
     async def shutdown(self) -> None:
         """End every open stream and wait for in-flight handlers."""
         for stream in list(self._streams.values()):
-            stream._deliver(None)
             stream.end(UNAVAILABLE, "etcdserver: server stopped")
+            stream._leave()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)

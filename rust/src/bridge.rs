@@ -32,6 +32,12 @@ pub enum Item {
         call_id: u64,
         message: Bytes,
     },
+    /// The client ended its request stream but may still read answers.
+    HalfClose {
+        call_id: u64,
+    },
+    /// The call is over on the client's side: it was cancelled, its
+    /// connection dropped, or its answer stream finished.
     Close {
         call_id: u64,
     },
@@ -209,6 +215,21 @@ impl Bridge {
         }
     }
 
+    /// The client's side of a stream is over: forget its sender (Python may
+    /// never end a stream whose client left) and tell Python.
+    pub fn stream_gone(&self, call_id: u64) {
+        self.streams
+            .lock()
+            .expect("bridge poisoned")
+            .remove(&call_id);
+        self.push(Item::Close { call_id });
+    }
+
+    /// Streams whose answers can still be sent.
+    pub fn open_streams(&self) -> usize {
+        self.streams.lock().expect("bridge poisoned").len()
+    }
+
     /// Fails every call still waiting on Python (at shutdown).
     pub fn fail_all(&self) {
         for (_, tx) in self.unary.lock().expect("bridge poisoned").drain() {
@@ -248,5 +269,15 @@ mod tests {
         assert!(b.stream_send_many(vec![(id, vec![1])]).is_empty());
         b.stream_end(id, 0, String::new());
         assert_eq!(b.stream_send_many(vec![(id, vec![1])]), vec![id]);
+    }
+
+    #[test]
+    fn a_gone_stream_is_forgotten_and_python_told() {
+        let b = Bridge::new().unwrap();
+        let (id, rx) = b.open_stream("/x.Y/Z");
+        drop(rx);
+        b.stream_gone(id);
+        assert_eq!(b.open_streams(), 0);
+        assert!(matches!(b.drain().last(), Some(Item::Close { call_id }) if *call_id == id));
     }
 }

@@ -57,6 +57,8 @@ pub struct MemberConfig {
     pub peer_tls: Option<TlsSettings>,
     /// --auth-token jwt: the key that signs and verifies tokens.
     pub jwt: Option<Arc<crate::auth::jwt::JwtTokens>>,
+    /// HTTP/2 streams one client connection may have open (--max-concurrent-streams).
+    pub max_concurrent_streams: u32,
 }
 
 /// (granted TTL, attached keys) of one lease.
@@ -234,6 +236,7 @@ impl Member {
         let limits = Limits {
             max_request_bytes: self.cfg.max_request_bytes,
             max_txn_ops: self.cfg.max_txn_ops,
+            max_concurrent_streams: self.cfg.max_concurrent_streams,
         };
         let served = runtime.block_on(async {
             let peers =

@@ -42,7 +42,7 @@ impl CoreConfig {
     #[pyo3(signature = (*, name, data_dir, client_listen, client_urls, peer_listen, peer_urls,
         initial_cluster, initial_cluster_state, cluster_token, snapshot_count, max_request_bytes,
         max_txn_ops, quota_backend_bytes, heartbeat_ms, election_ms, client_tls=None, peer_tls=None,
-        jwt=None))]
+        jwt=None, max_concurrent_streams=u32::MAX))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
@@ -63,6 +63,7 @@ impl CoreConfig {
         client_tls: Option<TlsConfig>,
         peer_tls: Option<TlsConfig>,
         jwt: Option<crate::python_jwt::JwtTokens>,
+        max_concurrent_streams: u32,
     ) -> CoreConfig {
         CoreConfig {
             inner: MemberConfig {
@@ -84,6 +85,7 @@ impl CoreConfig {
                 client_tls: client_tls.map(|t| t.inner),
                 peer_tls: peer_tls.map(|t| t.inner),
                 jwt: jwt.map(|j| j.inner),
+                max_concurrent_streams,
             },
         }
     }
@@ -182,6 +184,7 @@ impl Core {
                 Item::Msg { call_id, message } => ("msg", call_id, PyBytes::new(py, &message))
                     .into_pyobject(py)?
                     .into_any(),
+                Item::HalfClose { call_id } => ("halfclose", call_id).into_pyobject(py)?.into_any(),
                 Item::Close { call_id } => ("close", call_id).into_pyobject(py)?.into_any(),
                 Item::Events { revision, batch } => ("events", revision, PyBytes::new(py, &batch))
                     .into_pyobject(py)?

@@ -222,19 +222,8 @@ def decode_error(outcome: Outcome) -> Outcome:
     return outcome
 
 
-KV_DECODE_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="tonic's ProstCodec answers 'failed to decode Protobuf message: ...' without "
-    "grpc-go's 'grpc: error unmarshalling request: ' prefix; KvServer's codec is fixed "
-    "by tonic-build (build.rs), outside this battery's remit",
-)
-
-
 def _malformed_cases() -> list:
-    return [
-        pytest.param(path, streams, id=path, marks=[KV_DECODE_XFAIL] if ".KV/" in path else [])
-        for path, streams in unary_methods()
-    ]
+    return [pytest.param(path, streams, id=path) for path, streams in unary_methods()]
 
 
 @pytest.mark.parametrize(("path", "streams"), _malformed_cases())
@@ -560,12 +549,6 @@ def test_oversize_txn_is_refused(channels: dict[str, grpc.Channel]) -> None:
     same(got)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tonic answers OUT_OF_RANGE 'Error, decoded message length too large: found N "
-    "bytes, the limit is: M bytes'; grpc-go RESOURCE_EXHAUSTED 'grpc: received message "
-    "larger than max (N vs. M)' (tonic codec, outside this battery's remit)",
-)
 def test_message_over_the_grpc_limit_is_refused(channels: dict[str, grpc.Channel]) -> None:
     """Past --max-request-bytes + 512 KiB gRPC itself refuses the message."""
     got = put(channels, b"huge", b"x" * (MAX_REQUEST_BYTES + 600 * 1024))
@@ -761,11 +744,6 @@ def test_watch_with_unknown_filter(channels: dict[str, grpc.Channel], case: str)
     same(got)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="etcdcore ends a watch stream when the client half-closes (bridged.rs "
-    "treats end-of-input as the client leaving); etcd keeps the watch open",
-)
 def test_watch_survives_client_half_close(channels: dict[str, grpc.Channel]) -> None:
     """A client that half-closes after creating its watch still gets events."""
     key = b"w/halfclose"

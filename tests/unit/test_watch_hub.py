@@ -332,6 +332,23 @@ def test_closing_the_stream_drops_its_watchers() -> None:
     run(t)
 
 
+def test_a_half_closed_stream_keeps_its_watchers_until_the_client_leaves() -> None:
+    async def t() -> None:
+        h = Harness()
+        call = await h.open()
+        await h.create(call, b"k")
+        h.take(call)
+        h.bridge.dispatch([("halfclose", call)])
+        await h.settle()
+        assert h.hub.watcher_count() == 1
+        await h.put(b"k")
+        assert len(h.take(call)) == 1
+        await h.close(call)
+        assert h.hub.watcher_count() == 0
+
+    run(t)
+
+
 def test_event_feed_is_on_only_while_a_watch_stream_is_open() -> None:
     async def t() -> None:
         h = Harness()

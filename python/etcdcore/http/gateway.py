@@ -16,10 +16,9 @@ behaviour is followed for everything around them:
 - another HTTP method on a route is ``405 Method Not Allowed``, an unknown
   ``/v3/`` path ``404 Not Found`` (plain text, as Go's ``http.Error``).
 
-One deliberate difference with the gateway's plumbing: at the end of a watch
-request body the gateway half-closes its gRPC stream and etcd's watch server
-keeps the watch going; here the gRPC stream stays open instead (until the HTTP
-client goes away), which is what the HTTP client sees from etcd either way.
+At the end of a request body the gateway half-closes its gRPC stream, as
+grpc-gateway does: a watch goes on (the watch server ignores a half-close), a
+keep-alive stream ends.
 """
 
 from __future__ import annotations
@@ -98,10 +97,6 @@ BINDINGS: tuple[tuple[str, str, str], ...] = (
     ("/v3/election/observe", "v3electionpb.Election", "Observe"),
     ("/v3/election/resign", "v3electionpb.Election", "Resign"),
 )
-
-#: Streams whose gRPC side stays open after the request body ends (etcd's
-#: watch server ignores a client's half-close; see the module doc).
-_HOLD_OPEN = frozenset({"/etcdserverpb.Watch/Watch"})
 
 _TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
@@ -303,11 +298,9 @@ class Gateway:
         with contextlib.suppress(jsonpb.DecodeError):
             for value in first[1:]:
                 queue.put_nowait(jsonpb.decode(value, route.request))
-        half_close = route.method not in _HOLD_OPEN
 
         async def feed() -> None:
-            """Send the rest of the body as it comes; half-close at its end
-            (unless held open)."""
+            """Send the rest of the body as it comes; half-close at its end."""
             try:
                 if not eof:
                     while chunk := await request.content.readany():
@@ -317,8 +310,7 @@ class Gateway:
                         queue.put_nowait(jsonpb.decode(value, route.request))
             except (jsonpb.DecodeError, ConnectionError) as e:
                 log.debug("gateway stream body: %s", e)
-            if half_close:
-                queue.put_nowait(None)
+            queue.put_nowait(None)
 
         async def requests() -> AsyncIterator[Message]:
             while (msg := await queue.get()) is not None:

@@ -43,6 +43,7 @@ DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024
 MAX_QUOTA_BYTES = 8 * 1024 * 1024 * 1024
 #: etcd refuses election timeouts above this.
 MAX_ELECTION_MS = 50_000
+MAX_UINT32 = 2**32 - 1  # Go's math.MaxUint32: etcd's "no limit" for --max-concurrent-streams
 LOG_LEVELS = ("debug", "info", "warn", "error", "dpanic", "panic", "fatal")
 
 USAGE = """Usage:
@@ -92,6 +93,7 @@ REFUSED = "refused"  # accepted by the parser but a non-default value is an erro
 
 # Value kinds, validated as Go's flag package validates them.
 STR, UINT, INT, BOOL, DURATION, URLS = "str", "uint", "int", "bool", "duration", "urls"
+UINT32 = "uint32"  # etcd's own flags.Uint32Value: strconv's error text, not flag's
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,12 @@ FLAGS: tuple[Flag, ...] = (
     _f("backend-batch-limit", "0", INT, INFO),
     _f("max-txn-ops", "128", UINT, help="Maximum operations in one txn."),
     _f("max-request-bytes", "1572864", UINT, help="Maximum client request size in bytes."),
+    _f(
+        "max-concurrent-streams",
+        str(MAX_UINT32),
+        UINT32,
+        help="Maximum concurrent streams that each client can open at a time.",
+    ),
     _f("grpc-keepalive-min-time", "5s", DURATION, INFO),
     _f("grpc-keepalive-interval", "2h0m0s", DURATION, INFO),
     _f("grpc-keepalive-timeout", "20s", DURATION, INFO),
@@ -357,6 +365,8 @@ class ServerConfig:
     ignored: list[str] = field(default_factory=list)
     #: Log lines for main() to emit once logging is configured.
     notices: list[Notice] = field(default_factory=list)
+    #: HTTP/2 streams one client connection may have open at once (etcd 3.5.2+).
+    max_concurrent_streams: int = MAX_UINT32
 
     # -- parsing -----------------------------------------------------------------------
     @classmethod
@@ -560,6 +570,7 @@ class ServerConfig:
             quota_backend_bytes=quota,
             max_request_bytes=_uint(get("max-request-bytes"), "max-request-bytes"),
             max_txn_ops=_uint(get("max-txn-ops"), "max-txn-ops"),
+            max_concurrent_streams=_uint32(get("max-concurrent-streams"), "max-concurrent-streams"),
             auto_compaction_mode=mode,
             auto_compaction_retention=retention,
             log_level=log_level,
@@ -657,6 +668,8 @@ def check_value(flag: Flag, value: str) -> str:
         return "true" if b else "false"
     if flag.kind in (UINT, INT):
         parse_go_int(value, signed=flag.kind == INT)
+    elif flag.kind == UINT32:
+        parse_go_uint32(value)
     elif flag.kind == DURATION:
         if not _DURATION.match(value):
             raise ValueError(f'time: invalid duration "{value}"')
@@ -706,9 +719,28 @@ def parse_go_int(value: str, *, signed: bool) -> int:
     return n
 
 
+def parse_go_uint32(value: str) -> int:
+    """strconv.ParseUint(value, 0, 32), with strconv's own error text."""
+    try:
+        n = parse_go_int(value, signed=False)
+    except ValueError as e:
+        reason = "value out of range" if "range" in str(e) else "invalid syntax"
+        raise ValueError(f'strconv.ParseUint: parsing "{value}": {reason}') from None
+    if n > MAX_UINT32:
+        raise ValueError(f'strconv.ParseUint: parsing "{value}": value out of range')
+    return n
+
+
 def _uint(value: str, name: str) -> int:
     try:
         return parse_go_int(value, signed=False)
+    except ValueError as e:
+        raise ConfigError(f'invalid value "{value}" for --{name}: {e}') from None
+
+
+def _uint32(value: str, name: str) -> int:
+    try:
+        return parse_go_uint32(value)
     except ValueError as e:
         raise ConfigError(f'invalid value "{value}" for --{name}: {e}') from None
 

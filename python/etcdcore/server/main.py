@@ -80,6 +80,7 @@ def core_config(cfg: ServerConfig, jwt: JwtTokens | None = None) -> CoreConfig:
         snapshot_count=cfg.snapshot_count,
         max_request_bytes=cfg.max_request_bytes,
         max_txn_ops=cfg.max_txn_ops,
+        max_concurrent_streams=cfg.max_concurrent_streams,
         quota_backend_bytes=cfg.effective_quota_bytes(),
         heartbeat_ms=cfg.heartbeat_interval,
         election_ms=cfg.election_timeout,

@@ -10,6 +10,8 @@ concurrency.Election, which etcd's v3election server runs against itself.
 
 from __future__ import annotations
 
+import asyncio
+
 from etcdcore.bridge import INVALID_ARGUMENT, UNKNOWN, Bridge, EtcdError, Stream
 from etcdcore.client.requests import prefix_end
 from etcdcore.proto.etcdserverpb import rpc_pb2
@@ -114,7 +116,19 @@ class ElectionService:
         return out.SerializeToString()
 
     async def observe(self, stream: Stream) -> None:
-        """Observe: the leader now, then each new leader or new leader value."""
+        """Observe: the leader now, then each new leader or new leader value,
+        until the client leaves (noticed even while nothing changes)."""
+        follow = asyncio.ensure_future(self._observe(stream))
+        gone = asyncio.ensure_future(stream.wait_gone())
+        try:
+            await asyncio.wait((follow, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            follow.cancel()
+        if follow.done() and not follow.cancelled():
+            follow.result()
+
+    async def _observe(self, stream: Stream) -> None:
         data = await stream.recv()
         if data is None:
             return

@@ -389,6 +389,8 @@ class WatchHub:
             while True:
                 data = await stream.recv()
                 if data is None:
+                    # etcd keeps a half-closed client's watches until it leaves.
+                    await stream.wait_gone()
                     return
                 req = decode_stream_message(_WatchRequest, data)
                 kind = req.WhichOneof("request_union")

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::Body;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
 use tonic::body::BoxBody;
 use tonic::server::{Grpc, NamedService};
 use tonic::{Request, Response, Status, Streaming};
@@ -257,7 +258,29 @@ struct StreamCall {
     method: String,
 }
 
-type Outbound = UnboundedReceiverStream<Result<Bytes, Status>>;
+/// The answers of one bridged stream, as tonic sends them. tonic drops it when
+/// the call is over for the client (cancelled, connection gone, or all
+/// answers sent), and Python then hears "close": the one sure sign a watch
+/// may be released, since a client that merely half-closed still listens.
+pub struct Outbound {
+    answers: mpsc::UnboundedReceiver<Result<Bytes, Status>>,
+    bridge: Arc<Bridge>,
+    call_id: u64,
+}
+
+impl Stream for Outbound {
+    type Item = Result<Bytes, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.answers.poll_recv(cx)
+    }
+}
+
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        self.bridge.stream_gone(self.call_id);
+    }
+}
 
 impl tower::Service<Request<Streaming<Bytes>>> for StreamCall {
     type Response = Response<Outbound>;
@@ -273,28 +296,37 @@ impl tower::Service<Request<Streaming<Bytes>>> for StreamCall {
             Ok(c) => c,
             Err(e) => return std::future::ready(Err(e)),
         };
-        let (call_id, outbound) = self.bridge.open_stream(&self.method);
+        let (call_id, answers) = self.bridge.open_stream(&self.method);
         let bridge = self.bridge.clone();
         let node = self.node.clone();
         let method = self.method.clone();
         let mut inbound = req.into_inner();
         tokio::spawn(async move {
             // Client messages flow to Python until the client half-closes or
-            // goes away; either way Python hears "close" exactly once.
-            while let Ok(Some(message)) = inbound.message().await {
-                match admit(&node, &caller, &method, &message) {
-                    Admit::Forward => bridge.push(Item::Msg { call_id, message }),
-                    Admit::Answer(reply) => {
-                        bridge.stream_send_many(vec![(call_id, reply)]);
-                    }
-                    Admit::Fail(e) => {
-                        bridge.stream_end(call_id, e.code() as i32, e.message().to_string());
-                        break;
-                    }
+            // its side of the stream breaks (reset, connection lost).
+            let end = loop {
+                match inbound.message().await {
+                    Ok(Some(message)) => match admit(&node, &caller, &method, &message) {
+                        Admit::Forward => bridge.push(Item::Msg { call_id, message }),
+                        Admit::Answer(reply) => {
+                            bridge.stream_send_many(vec![(call_id, reply)]);
+                        }
+                        Admit::Fail(e) => {
+                            bridge.stream_end(call_id, e.code() as i32, e.message().to_string());
+                            break Item::Close { call_id };
+                        }
+                    },
+                    Ok(None) => break Item::HalfClose { call_id },
+                    Err(_) => break Item::Close { call_id },
                 }
-            }
-            bridge.push(Item::Close { call_id });
+            };
+            bridge.push(end);
         });
-        std::future::ready(Ok(Response::new(UnboundedReceiverStream::new(outbound))))
+        let outbound = Outbound {
+            answers,
+            bridge: self.bridge.clone(),
+            call_id,
+        };
+        std::future::ready(Ok(Response::new(outbound)))
     }
 }

@@ -22,6 +22,8 @@ use crate::state_machine::Outcome;
 pub struct Limits {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS of each client connection.
+    pub max_concurrent_streams: u32,
 }
 
 pub struct KvService {

@@ -2,7 +2,9 @@
 //! bridged to Python. One runtime, one listener per --listen-client-urls entry.
 
 mod bridged;
+pub mod grpc_codec;
 pub mod kv;
+mod message_limit;
 mod raw_codec;
 mod validate;
 
@@ -21,6 +23,8 @@ use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::raft_node::NodeHandle;
 use bridged::Bridged;
 pub use kv::Limits;
+use message_limit::MessageLimitLayer;
+use tower::Layer;
 
 /// gRPC framing on top of --max-request-bytes, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -88,43 +92,47 @@ pub async fn serve(
         let kv = KvServer::new(kv::KvService::new(node.clone(), limits))
             .max_decoding_message_size(max_decoding)
             .max_encoding_message_size(usize::MAX);
+        // Every client message is held to grpc-go's limit, in its words.
+        let limit = MessageLimitLayer { max: max_decoding };
+        // Advertised as etcd does, u32::MAX ("no limit") by default.
         let router = Server::builder()
-            .add_service(kv)
-            .add_service(Bridged::<bridged::Watch>::new(
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .add_service(limit.layer(kv))
+            .add_service(limit.layer(Bridged::<bridged::Watch>::new(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
-            ))
-            .add_service(Bridged::<bridged::Lease>::new(
+            )))
+            .add_service(limit.layer(Bridged::<bridged::Lease>::new(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
-            ))
-            .add_service(Bridged::<bridged::Cluster>::new(
+            )))
+            .add_service(limit.layer(Bridged::<bridged::Cluster>::new(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
-            ))
-            .add_service(Bridged::<bridged::Maintenance>::new(
+            )))
+            .add_service(limit.layer(Bridged::<bridged::Maintenance>::new(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
-            ))
-            .add_service(Bridged::<bridged::Auth>::new(
+            )))
+            .add_service(limit.layer(Bridged::<bridged::Auth>::new(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
-            ))
-            .add_service(Bridged::<bridged::Lock>::new(
+            )))
+            .add_service(limit.layer(Bridged::<bridged::Lock>::new(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
-            ))
-            .add_service(Bridged::<bridged::Election>::new(
+            )))
+            .add_service(limit.layer(Bridged::<bridged::Election>::new(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
-            ));
+            )));
         tasks.push(spawn_router(
             router,
             l,
