@@ -61,6 +61,7 @@ class CoreConfig:
         election_ms: int,
         client_tls: TlsConfig | None = None,
         peer_tls: TlsConfig | None = None,
+        client_http_gateway: str | None = None,
     ) -> None: ...
 
 # Items returned by Core.drain():

@@ -55,6 +55,9 @@ pub struct MemberConfig {
     pub client_tls: Option<TlsSettings>,
     /// TLS on the peer listeners and for https peer URLs.
     pub peer_tls: Option<TlsSettings>,
+    /// The unix socket of the Python HTTP application: when set, the client
+    /// listeners also serve etcd's HTTP endpoints (no --listen-client-http-urls).
+    pub client_http_gateway: Option<PathBuf>,
 }
 
 /// (granted TTL, attached keys) of one lease.
@@ -239,6 +242,7 @@ impl Member {
                 self.bridge.clone(),
                 limits,
                 client_tls,
+                self.cfg.client_http_gateway.clone(),
                 rx,
             )
             .await?;

@@ -41,7 +41,8 @@ impl CoreConfig {
     #[new]
     #[pyo3(signature = (*, name, data_dir, client_listen, client_urls, peer_listen, peer_urls,
         initial_cluster, initial_cluster_state, cluster_token, snapshot_count, max_request_bytes,
-        max_txn_ops, quota_backend_bytes, heartbeat_ms, election_ms, client_tls=None, peer_tls=None))]
+        max_txn_ops, quota_backend_bytes, heartbeat_ms, election_ms, client_tls=None, peer_tls=None,
+        client_http_gateway=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
@@ -61,6 +62,7 @@ impl CoreConfig {
         election_ms: u64,
         client_tls: Option<TlsConfig>,
         peer_tls: Option<TlsConfig>,
+        client_http_gateway: Option<PathBuf>,
     ) -> CoreConfig {
         CoreConfig {
             inner: MemberConfig {
@@ -81,6 +83,7 @@ impl CoreConfig {
                 election: Duration::from_millis(election_ms.max(1)),
                 client_tls: client_tls.map(|t| t.inner),
                 peer_tls: peer_tls.map(|t| t.inner),
+                client_http_gateway,
             },
         }
     }
