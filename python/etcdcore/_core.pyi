@@ -63,6 +63,7 @@ class CoreConfig:
         client_tls: TlsConfig | None = None,
         peer_tls: TlsConfig | None = None,
         jwt: JwtTokens | None = None,
+        client_http_gateway: str | None = None,
     ) -> None: ...
 
 class JwtTokens:

@@ -27,8 +27,9 @@ from types import TracebackType
 
 from etcdcore._core import Core
 from etcdcore.client import Client
+from etcdcore.http.client_port import ClientPortSocket, multiplexes_client_urls
 from etcdcore.server.config import ServerConfig
-from etcdcore.server.main import core_config, serve
+from etcdcore.server.main import core_config, serve, token_provider
 from etcdcore.server.tls import resolve as resolve_tls
 
 
@@ -69,6 +70,7 @@ class EmbeddedMember:
         self._stop: asyncio.Event | None = None
         self._error: BaseException | None = None
         self._clients: list[Client] = []
+        self._client_port: ClientPortSocket | None = None
 
     @property
     def endpoint(self) -> str:
@@ -98,7 +100,11 @@ class EmbeddedMember:
         if self._thread is not None:
             raise RuntimeError("already started")
         cfg = resolve_tls(ServerConfig.from_args(self.args(), {}))
-        core = Core(core_config(cfg))
+        if multiplexes_client_urls(cfg):
+            self._client_port = ClientPortSocket()
+        gateway_socket = self._client_port.path if self._client_port else None
+        jwt = token_provider(cfg)
+        core = Core(core_config(cfg, jwt, gateway_socket))
         core.start()
         self._core = core
         ready = threading.Event()
@@ -108,7 +114,16 @@ class EmbeddedMember:
             self._loop = loop
             self._stop = asyncio.Event()
             try:
-                loop.run_until_complete(serve(core, cfg, self._stop, ready.set))
+                loop.run_until_complete(
+                    serve(
+                        core,
+                        cfg,
+                        self._stop,
+                        ready.set,
+                        jwt=jwt,
+                        client_port_socket=gateway_socket,
+                    )
+                )
             except BaseException as e:  # noqa: BLE001 - reported to start()/stop()
                 self._error = e
             finally:
@@ -146,6 +161,9 @@ class EmbeddedMember:
         if self._core is not None:
             self._core.stop()
             self._core = None
+        if self._client_port is not None:
+            self._client_port.remove()
+            self._client_port = None
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
 

@@ -59,6 +59,9 @@ pub struct MemberConfig {
     pub jwt: Option<Arc<crate::auth::jwt::JwtTokens>>,
     /// HTTP/2 streams one client connection may have open (--max-concurrent-streams).
     pub max_concurrent_streams: u32,
+    /// The unix socket of the Python HTTP application: when set, the client
+    /// listeners also serve etcd's HTTP endpoints (no --listen-client-http-urls).
+    pub client_http_gateway: Option<PathBuf>,
 }
 
 /// (granted TTL, attached keys) of one lease.
@@ -247,6 +250,7 @@ impl Member {
                 self.bridge.clone(),
                 limits,
                 client_tls,
+                self.cfg.client_http_gateway.clone(),
                 rx,
             )
             .await?;

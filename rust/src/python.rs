@@ -42,7 +42,8 @@ impl CoreConfig {
     #[pyo3(signature = (*, name, data_dir, client_listen, client_urls, peer_listen, peer_urls,
         initial_cluster, initial_cluster_state, cluster_token, snapshot_count, max_request_bytes,
         max_txn_ops, quota_backend_bytes, heartbeat_ms, election_ms, client_tls=None, peer_tls=None,
-        jwt=None, max_concurrent_streams=u32::MAX))]
+        jwt=None, max_concurrent_streams=u32::MAX,
+        client_http_gateway=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
@@ -64,6 +65,7 @@ impl CoreConfig {
         peer_tls: Option<TlsConfig>,
         jwt: Option<crate::python_jwt::JwtTokens>,
         max_concurrent_streams: u32,
+        client_http_gateway: Option<PathBuf>,
     ) -> CoreConfig {
         CoreConfig {
             inner: MemberConfig {
@@ -86,6 +88,7 @@ impl CoreConfig {
                 peer_tls: peer_tls.map(|t| t.inner),
                 jwt: jwt.map(|j| j.inner),
                 max_concurrent_streams,
+                client_http_gateway,
             },
         }
     }

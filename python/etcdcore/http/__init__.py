@@ -5,5 +5,8 @@
   member's own gRPC listener (so limits, auth and error texts are gRPC's);
 - :mod:`.health`: ``/health``, ``/livez``, ``/readyz`` and ``/version``;
 - :mod:`.metrics`: ``/metrics`` (a per-server Prometheus registry);
-- :mod:`.server`: the listeners (--listen-client-http-urls, --listen-metrics-urls).
+- :mod:`.server`: the listeners (--listen-client-http-urls, --listen-metrics-urls,
+  and the private socket behind the gRPC client URLs);
+- :mod:`.client_port`: that private socket, to which the core forwards the
+  client URLs' requests other than gRPC (etcd's cmux).
 """

@@ -1,11 +1,17 @@
 """The member's HTTP listeners.
 
-- ``--listen-client-http-urls``: the ``/v3/`` JSON gateway, ``/health``,
-  ``/livez``, ``/readyz``, ``/version`` and ``/metrics``, with etcd's CORS
-  headers (``--cors`` ``*``). The gRPC client URLs are served by the core, so
-  unlike etcd without this flag, plain HTTP is not multiplexed on them.
+- The gRPC client URLs (``--listen-client-urls``), as etcd 3.5 without
+  ``--listen-client-http-urls``: the core keeps gRPC and forwards every other
+  request to the client application (below), which listens on a private unix
+  socket (:mod:`.client_port`).
+- ``--listen-client-http-urls``: the client application on its own
+  listeners; the gRPC client URLs then serve gRPC only, as in etcd.
 - ``--listen-metrics-urls``: ``/metrics``, ``/health``, ``/livez``, ``/readyz``
   (and ``/version``).
+
+The client application: the ``/v3/`` JSON gateway, ``/health``, ``/livez``,
+``/readyz``, ``/version`` and ``/metrics``, with etcd's CORS headers
+(``--cors`` ``*``).
 
 ``https`` URLs use the client certificate (``--cert-file``/``--key-file``, or
 the auto-TLS one) and, with ``--client-cert-auth``, require client
@@ -77,9 +83,13 @@ class HttpServer:
         grpc_target: str,
         credentials: grpc.ChannelCredentials | None,
         bridge: Bridge | None = None,
+        client_port_socket: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.client_urls = list(cfg.listen_client_http_urls)
+        #: Where the core forwards the client URLs' HTTP requests (None: it
+        #: forwards none).
+        self.client_port_socket = client_port_socket
         self.metrics_urls = list(cfg.listen_metrics_urls)
         self.loopback = Loopback(grpc_target, credentials)
         self.metrics = ServerMetrics(core, cfg.effective_quota_bytes())
@@ -93,7 +103,7 @@ class HttpServer:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.client_urls or self.metrics_urls)
+        return bool(self.client_urls or self.metrics_urls or self.client_port_socket)
 
     # -- the applications ----------------------------------------------------------
     async def serve_metrics(self, request: web.Request) -> web.Response:
@@ -125,6 +135,8 @@ class HttpServer:
     async def start(self) -> None:
         """Bind every listener (OSError when one cannot be bound)."""
         try:
+            if self.client_port_socket:
+                await self._serve_client_port(self.client_port_socket)
             if self.client_urls:
                 await self._serve(self.client_app(), self.client_urls, "client")
             if self.metrics_urls:
@@ -133,12 +145,21 @@ class HttpServer:
             await self.stop()
             raise
 
-    async def _serve(self, app: web.Application, urls: list[str], kind: str) -> None:
+    async def _runner(self, app: web.Application) -> web.AppRunner:
         runner = web.AppRunner(
             app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None
         )
         await runner.setup()
         self._runners.append(runner)
+        return runner
+
+    async def _serve_client_port(self, path: str) -> None:
+        """The client application on the unix socket the core forwards to."""
+        site = web.UnixSite(await self._runner(self.client_app()), path)
+        await site.start()
+
+    async def _serve(self, app: web.Application, urls: list[str], kind: str) -> None:
+        runner = await self._runner(app)
         for url in urls:
             parts = urlsplit(url)
             secure = parts.scheme == "https"

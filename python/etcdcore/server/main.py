@@ -19,6 +19,7 @@ from pathlib import Path
 from etcdcore import ETCD_VERSION, __version__
 from etcdcore._core import Core, CoreConfig, CoreError, JwtTokens
 from etcdcore.bridge import Bridge
+from etcdcore.http.client_port import ClientPortSocket, multiplexes_client_urls
 from etcdcore.http.server import HttpServer
 from etcdcore.server.config import (
     USAGE,
@@ -64,9 +65,12 @@ def _fields(**fields: object) -> dict[str, dict[str, object]]:
     return {"fields": fields}
 
 
-def core_config(cfg: ServerConfig, jwt: JwtTokens | None = None) -> CoreConfig:
-    """The core's configuration from the parsed flags (and the --auth-token
-    jwt key, parsed by :func:`token_provider`)."""
+def core_config(
+    cfg: ServerConfig, jwt: JwtTokens | None = None, client_http_gateway: str | None = None
+) -> CoreConfig:
+    """The core's configuration from the parsed flags, the --auth-token jwt key
+    (parsed by :func:`token_provider`) and, with ``client_http_gateway``, the
+    socket the client URLs forward HTTP requests to."""
     return CoreConfig(
         name=cfg.name,
         data_dir=cfg.data_dir,
@@ -87,6 +91,7 @@ def core_config(cfg: ServerConfig, jwt: JwtTokens | None = None) -> CoreConfig:
         client_tls=core_tls(cfg.client_tls, cfg) if cfg.client_tls_enabled() else None,
         peer_tls=core_tls(cfg.peer_tls, cfg) if cfg.peer_tls_enabled() else None,
         jwt=jwt,
+        client_http_gateway=client_http_gateway,
     )
 
 
@@ -119,10 +124,13 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_ready: Callable[[], None] | None = None,
     jwt: JwtTokens | None = None,
+    client_port_socket: str | None = None,
 ) -> None:
     """Run the Python services on this loop until SIGTERM or SIGINT, or until
     ``stop`` is set when given (an embedded member, which owns no signals).
-    ``jwt`` is the --auth-token jwt key the Auth service signs tokens with."""
+    ``jwt`` is the --auth-token jwt key the Auth service signs tokens with;
+    ``client_port_socket`` is where the core forwards the client URLs' HTTP
+    requests (the ``client_http_gateway`` of its configuration)."""
     loop = asyncio.get_running_loop()
     handle_signals = stop is None
     bridge = Bridge(core)
@@ -171,17 +179,25 @@ async def serve(
     # HTTP (gateway, health, metrics): after every service registered, since it
     # counts the bridge's calls for /metrics.
     http = HttpServer(
-        core, cfg, loopback_target(cfg.client_listen_addresses()[0]), credentials, bridge
+        core,
+        cfg,
+        loopback_target(cfg.client_listen_addresses()[0]),
+        credentials,
+        bridge,
+        client_port_socket,
     )
     await http.start()
     log.info("ready to serve client requests")
+    traffic = "grpc+http" if client_port_socket else "grpc"
     for addr in cfg.client_listen_addresses():
         if cfg.client_tls_enabled():
-            log.info("serving client traffic securely", extra=_fields(address=addr))
+            log.info(
+                "serving client traffic securely", extra=_fields(traffic=traffic, address=addr)
+            )
         else:
             log.info(
                 "serving client traffic insecurely; this is strongly discouraged!",
-                extra=_fields(address=addr),
+                extra=_fields(traffic=traffic, address=addr),
             )
     if on_ready is not None:
         on_ready()
@@ -273,7 +289,17 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         log.warning("failed to create token provider", extra=_fields(error=str(e)))
         log.warning("failed to start etcd", extra=_fields(error=str(e)))
         return 1
-    core = Core(core_config(cfg, jwt))
+    client_port = ClientPortSocket() if multiplexes_client_urls(cfg) else None
+    try:
+        return _run_core(cfg, jwt, client_port.path if client_port else None)
+    finally:
+        if client_port is not None:
+            client_port.remove()
+
+
+def _run_core(cfg: ServerConfig, jwt: JwtTokens | None, client_port_socket: str | None) -> int:
+    """Start the core, serve until told to stop, stop it; the exit code."""
+    core = Core(core_config(cfg, jwt, client_port_socket))
     try:
         core.start()
     except CoreError as e:
@@ -297,7 +323,7 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     )
     code = 0
     try:
-        asyncio.run(serve(core, cfg, jwt=jwt))
+        asyncio.run(serve(core, cfg, jwt=jwt, client_port_socket=client_port_socket))
     except Exception:  # noqa: BLE001 - log, then still stop the core cleanly
         log.exception("serving failed")
         code = 1

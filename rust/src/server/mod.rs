@@ -1,30 +1,38 @@
 //! The client-facing gRPC server (tonic): KV in Rust, every other service
-//! bridged to Python. One runtime, one listener per --listen-client-urls entry.
+//! bridged to Python. One runtime, one listener per --listen-client-urls entry;
+//! etcd's HTTP endpoints share them through `http_forward`.
 
 mod bridged;
 pub mod grpc_codec;
+mod http_forward;
 pub mod kv;
 mod message_limit;
 mod raw_codec;
 mod validate;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http::{Request, Response};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::rustls::ServerConfig;
+use tonic::body::BoxBody;
+use tonic::service::Routes;
 use tonic::transport::server::Router;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
+use tower::{Layer, Service};
 
 use crate::bridge::Bridge;
 use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::raft_node::NodeHandle;
 use bridged::Bridged;
+use http_forward::HttpForwardLayer;
 pub use kv::Limits;
 use message_limit::MessageLimitLayer;
-use tower::Layer;
 
 /// gRPC framing on top of --max-request-bytes, as etcd allows.
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -38,13 +46,21 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves `router` on `listener` (TLS first when `tls` is given) until
 /// `shutdown` flips to true.
-pub(crate) fn spawn_router(
-    router: Router,
+pub(crate) fn spawn_router<L, ResBody>(
+    router: Router<L>,
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
     what: &'static str,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+) -> std::io::Result<tokio::task::JoinHandle<()>>
+where
+    L: Layer<Routes> + Send + 'static,
+    L::Service: Service<Request<BoxBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    <L::Service as Service<Request<BoxBody>>>::Future: Send + 'static,
+    <L::Service as Service<Request<BoxBody>>>::Error: Into<BoxError> + Send + 'static,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
     let signal = async move {
         while !*shutdown.borrow() {
             if shutdown.changed().await.is_err() {
@@ -72,20 +88,31 @@ pub(crate) fn spawn_router(
     }))
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Binds every address now (so start-up fails loudly on a taken port) and
-/// serves them on the current runtime until `shutdown` flips to true.
+/// serves them on the current runtime until `shutdown` flips to true. With
+/// `http_gateway` (the HTTP application's unix socket), requests other than
+/// gRPC are forwarded there, as etcd multiplexes its HTTP endpoints.
 pub async fn serve(
     addrs: Vec<SocketAddr>,
     node: NodeHandle,
     bridge: Arc<Bridge>,
     limits: Limits,
     tls: Option<Arc<ServerConfig>>,
+    http_gateway: Option<PathBuf>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut listeners = Vec::new();
     for addr in addrs {
         listeners.push(bind(addr).await?);
     }
+    let http_gateway = http_gateway.map(Arc::new);
+    let multiplex = http_gateway.is_some();
+    let tls = match &tls {
+        Some(config) if multiplex => Some(http_forward::offer_http1(config)),
+        _ => tls,
+    };
     let max_decoding = limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let mut tasks = Vec::new();
     for l in listeners {
@@ -97,6 +124,8 @@ pub async fn serve(
         // Advertised as etcd does, u32::MAX ("no limit") by default.
         let router = Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)
+            .accept_http1(multiplex)
+            .layer(HttpForwardLayer::new(http_gateway.clone(), tls.is_some()))
             .add_service(limit.layer(kv))
             .add_service(limit.layer(Bridged::<bridged::Watch>::new(
                 bridge.clone(),
