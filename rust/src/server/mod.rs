@@ -2,6 +2,7 @@
 //! bridged to Python. One runtime, one listener per --listen-client-urls entry.
 
 mod bridged;
+pub mod grpc_metrics;
 pub mod kv;
 mod raw_codec;
 mod validate;
@@ -20,6 +21,7 @@ use crate::bridge::Bridge;
 use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::raft_node::NodeHandle;
 use bridged::Bridged;
+use grpc_metrics::Metered;
 pub use kv::Limits;
 
 /// gRPC framing on top of --max-request-bytes, as etcd allows.
@@ -68,6 +70,16 @@ pub(crate) fn spawn_router(
     }))
 }
 
+/// A bridged service, its calls counted for /metrics.
+fn metered_bridged<S: bridged::ServiceName>(
+    bridge: Arc<Bridge>,
+    node: NodeHandle,
+    max_decoding: usize,
+) -> Metered<Bridged<S>> {
+    let metrics = node.config.metrics.clone();
+    Metered::new(Bridged::new(bridge, node, max_decoding), &metrics)
+}
+
 /// Binds every address now (so start-up fails loudly on a taken port) and
 /// serves them on the current runtime until `shutdown` flips to true.
 pub async fn serve(
@@ -89,38 +101,38 @@ pub async fn serve(
             .max_decoding_message_size(max_decoding)
             .max_encoding_message_size(usize::MAX);
         let router = Server::builder()
-            .add_service(kv)
-            .add_service(Bridged::<bridged::Watch>::new(
+            .add_service(Metered::new(kv, &node.config.metrics))
+            .add_service(metered_bridged::<bridged::Watch>(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
             ))
-            .add_service(Bridged::<bridged::Lease>::new(
+            .add_service(metered_bridged::<bridged::Lease>(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
             ))
-            .add_service(Bridged::<bridged::Cluster>::new(
+            .add_service(metered_bridged::<bridged::Cluster>(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
             ))
-            .add_service(Bridged::<bridged::Maintenance>::new(
+            .add_service(metered_bridged::<bridged::Maintenance>(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
             ))
-            .add_service(Bridged::<bridged::Auth>::new(
+            .add_service(metered_bridged::<bridged::Auth>(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
             ))
-            .add_service(Bridged::<bridged::Lock>::new(
+            .add_service(metered_bridged::<bridged::Lock>(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
             ))
-            .add_service(Bridged::<bridged::Election>::new(
+            .add_service(metered_bridged::<bridged::Election>(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
