@@ -291,7 +291,7 @@ fn status_code(headers: &http::HeaderMap) -> Option<usize> {
     )
 }
 
-/// A request body that counts the messages the client sends.
+/// A request body that counts the messages the client sends on a stream.
 pub struct CountedRequest {
     inner: BoxBody,
     method: Option<MethodRef>,
@@ -426,20 +426,26 @@ where
             metrics: self.metrics.clone(),
             index,
         });
+        let streaming = index.is_some_and(|i| METHODS[i].2 != Unary);
         if let Some(m) = &method {
-            m.get().started.fetch_add(1, Ordering::Relaxed);
+            let counters = m.get();
+            counters.started.fetch_add(1, Ordering::Relaxed);
+            if !streaming {
+                // A unary call has its one request message, as
+                // go-grpc-prometheus counts it: no need to read the framing.
+                counters.msg_received.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        let client_reset = index
-            .filter(|i| METHODS[*i].2 != Unary)
-            .map(|_| Arc::new(AtomicBool::new(false)));
-        let call = method.clone().map(|method| Call {
+        let client_reset = streaming.then(|| Arc::new(AtomicBool::new(false)));
+        let req_method = if streaming { method.clone() } else { None };
+        let call = method.map(|method| Call {
             method,
             finished: false,
             client_reset: client_reset.clone(),
         });
         let req = req.map(|inner| CountedRequest {
             inner,
-            method,
+            method: req_method,
             messages: MessageCounter::default(),
             client_reset,
         });
