@@ -176,7 +176,8 @@ impl Node {
         });
         let (tx, rx) = mpsc::channel();
         let config = Arc::new(config);
-        let store = log_store::LogStore::new(recovered.storage, shared.clone());
+        let store =
+            log_store::LogStore::new(recovered.storage, shared.clone(), config.metrics.clone());
         let node = ready_loop::raw_node(&config, &shared, store)?;
         if let Some(t) = &transport {
             t.attach(
