@@ -333,3 +333,24 @@ def member_ids(c: Cluster) -> dict[str, str]:
         assert st is not None
         ids[m.name] = f"{st.header.member_id:x}"
     return ids
+
+
+def test_a_proposal_that_times_out_without_quorum_counts_as_failed(
+    metered_cluster: tuple[Cluster, list[str]],
+) -> None:
+    """Stops two members: this test must stay the last to use the cluster."""
+    c, urls = metered_cluster
+    survivor, url = c.members[0], urls[0]
+
+    def counter(name: str) -> float:
+        text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+        return value(text, name)
+
+    before = counter("etcd_server_proposals_failed_total")
+    for m in c.members[1:]:
+        m.stop()
+    with grpc.insecure_channel(survivor.endpoint) as ch, pytest.raises(grpc.RpcError):
+        rpc_pb2_grpc.KVStub(ch).Put(rpc_pb2.PutRequest(key=b"lost", value=b"v"), timeout=15)
+    assert counter("etcd_server_proposals_failed_total") == before + 1
+    # The gauge is set once per turn of the raft loop, after the answer.
+    wait_until(lambda: counter("etcd_server_proposals_pending") == 0, timeout=5)
