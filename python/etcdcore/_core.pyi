@@ -9,7 +9,7 @@ Every method that waits on Raft releases the GIL; call those from an executor
 thread when on the asyncio loop.
 """
 
-from typing import Literal
+from typing import Any, Literal
 
 class CoreError(Exception):
     """A failure carrying etcd's gRPC status code and message text.
@@ -137,6 +137,13 @@ class Core:
         """Keys: db_size, db_size_in_use, leader, raft_index, raft_term,
         raft_applied_index, is_learner, leader_changes, member_id, cluster_id, revision,
         compact_revision, keys."""
+    def metrics(self) -> dict[str, Any]:
+        """The core's counters at this moment, for /metrics. Keys:
+        proposals_pending, proposals_failed (ints); wal_fsync, backend_commit,
+        backend_snapshot (each ([(upper bound s, cumulative count)], sum s, count));
+        peers ([(member id, sent bytes, received bytes, sent failures)]); grpc
+        ([((grpc_type, service, method, pre-initialised),
+        (started, msg received, msg sent, [handled by code 0..16]))])."""
     def members(self) -> list[tuple[int, str, list[str], list[str], bool]]:
         """(id, name, peer_urls, client_urls, is_learner) per member, as replicated.
         A member's name and client URLs are empty until it has published them."""

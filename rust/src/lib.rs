@@ -15,6 +15,7 @@ pub mod identity;
 pub mod lease_table;
 pub mod member;
 pub mod membership;
+pub mod metrics;
 pub mod mvcc;
 pub mod pb;
 mod python;

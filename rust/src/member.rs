@@ -16,6 +16,7 @@ use crate::auth;
 use crate::bridge::Bridge;
 use crate::identity::{self, Member as MemberInfo};
 use crate::membership::Change;
+use crate::metrics::Metrics;
 use crate::pb::etcdserverpb::{
     AlarmMember, AlarmRequest, CompactionRequest, LeaseGrantRequest, LeaseRevokeRequest,
 };
@@ -92,6 +93,8 @@ pub struct Member {
     members: Vec<MemberInfo>,
     cluster_id: u64,
     bridge: Arc<Bridge>,
+    /// Outlives the running parts, so /metrics counts across a restart.
+    metrics: Arc<Metrics>,
     transport: Option<Arc<Transport>>,
     runtime: Option<tokio::runtime::Runtime>,
     node: Option<Node>,
@@ -139,6 +142,7 @@ impl Member {
             members,
             cluster_id,
             bridge,
+            metrics: Arc::default(),
             transport: None,
             runtime: None,
             node: None,
@@ -171,6 +175,10 @@ impl Member {
 
     pub fn bridge(&self) -> &Arc<Bridge> {
         &self.bridge
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     fn node(&self) -> Result<&NodeHandle, Status> {
@@ -210,6 +218,7 @@ impl Member {
             local_ip,
             peer_dial_tls,
             runtime.handle().clone(),
+            self.metrics.clone(),
         ));
         let node = Node::start(
             NodeConfig {
@@ -222,6 +231,7 @@ impl Member {
                 election_ticks,
                 snapshot_count: self.cfg.snapshot_count.max(1),
                 quota_backend_bytes: self.cfg.quota_backend_bytes,
+                metrics: self.metrics.clone(),
             },
             self.bridge.clone(),
             Some(transport.clone()),
@@ -522,6 +532,9 @@ impl Member {
     pub fn snapshot(&self) -> Result<Vec<u8>, Status> {
         use sha2::Digest;
         let h = self.node()?;
+        // etcd times its backend snapshot from start to the end of sending
+        // it; ours is built whole here, and the bridge streams it after.
+        let started = std::time::Instant::now();
         let state = h
             .shared
             .sm
@@ -535,6 +548,7 @@ impl Member {
         blob.resize(blob.len().div_ceil(512) * 512, 0);
         let digest = sha2::Sha256::digest(&blob);
         blob.extend_from_slice(&digest);
+        self.metrics.backend_snapshot.observe(started.elapsed());
         Ok(blob)
     }
 

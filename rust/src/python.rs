@@ -241,6 +241,31 @@ impl Core {
         Ok(d)
     }
 
+    /// The core's counters and histograms now (see `_core.pyi`).
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.with(|m| m.metrics().snapshot());
+        let histogram = |h: crate::metrics::HistogramSnapshot| (h.buckets, h.sum_seconds, h.count);
+        let grpc: Vec<_> = s
+            .grpc
+            .into_iter()
+            .map(|g| {
+                (
+                    (g.grpc_type, g.service, g.method, g.preinitialized),
+                    (g.started, g.msg_received, g.msg_sent, g.handled.to_vec()),
+                )
+            })
+            .collect();
+        let d = PyDict::new(py);
+        d.set_item("proposals_pending", s.proposals_pending)?;
+        d.set_item("proposals_failed", s.proposals_failed)?;
+        d.set_item("wal_fsync", histogram(s.wal_fsync))?;
+        d.set_item("backend_commit", histogram(s.backend_commit))?;
+        d.set_item("backend_snapshot", histogram(s.backend_snapshot))?;
+        d.set_item("peers", s.peers)?;
+        d.set_item("grpc", grpc)?;
+        Ok(d)
+    }
+
     fn members(&self) -> Vec<MemberRow> {
         self.with(|m| {
             m.members()

@@ -1,29 +1,35 @@
 """``/metrics``: etcd's metric names, in a per-server Prometheus registry.
 
-Values the core keeps are read at scrape time from ``Core.status()`` (no
-copies to keep in sync); the gRPC counters are kept here, counted around the
-bridge's handlers, so they cover only the calls the bridge sees (every
-service but KV, which the core answers alone). Process and Python runtime
-metrics come from prometheus-client's default collectors.
+Every value is read at scrape time from the core: ``Core.status()`` for the
+raft and MVCC numbers, ``Core.metrics()`` for the counters and histograms
+the core keeps in atomics (proposals, WAL fsync, backend commit and
+snapshot, peer traffic, and go-grpc-prometheus's gRPC counters for every
+service, KV included). Nothing is counted here but the health checks.
+Process and Python runtime metrics come from prometheus-client's default
+collectors.
 """
 
 from __future__ import annotations
 
 import os
 import resource
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from google.protobuf import descriptor_pool
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.utils import floatToGoString
 
 from etcdcore import ETCD_VERSION
 from etcdcore._core import Core, CoreError
-from etcdcore.bridge import Bridge, Stream, error_of
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -47,47 +53,11 @@ GRPC_CODES = (
     "DataLoss",
     "Unauthenticated",
 )
-_CANCELLED = 1
 
 _UNSUFFIXED_COUNTERS = (b"etcd_server_health_success", b"etcd_server_health_failures")
 
 #: etcd's AlarmType names, by value.
 ALARMS = {0: "NONE", 1: "NOSPACE", 2: "CORRUPT"}
-
-
-def grpc_type(method: str, streaming: bool) -> tuple[str, str, str]:
-    """(grpc_type, grpc_service, grpc_method) labels of a full method path,
-    as go-grpc-prometheus names them."""
-    service, _, name = method.lstrip("/").rpartition("/")
-    try:
-        m = descriptor_pool.Default().FindServiceByName(service).FindMethodByName(name)
-    except KeyError:
-        return ("bidi_stream" if streaming else "unary"), service, name
-    if m.client_streaming and m.server_streaming:
-        kind = "bidi_stream"
-    elif m.client_streaming:
-        kind = "client_stream"
-    elif m.server_streaming:
-        kind = "server_stream"
-    else:
-        kind = "unary"
-    return kind, service, name
-
-
-class _CountedStream:
-    """A bridge stream that remembers the status its handler ended it with."""
-
-    def __init__(self, stream: Stream) -> None:
-        self._stream = stream
-        self.code: int | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-    def end(self, code: int = 0, message: str = "") -> None:
-        if self.code is None and not self._stream.closed:
-            self.code = code
-        self._stream.end(code, message)
 
 
 class ServerMetrics:
@@ -106,65 +76,6 @@ class ServerMetrics:
         #: (type, name) -> 1.0 ok / 0.0 failed, and (type, name, status) -> count.
         self.healthcheck: dict[tuple[str, str], float] = {}
         self.healthchecks: dict[tuple[str, str, str], int] = {}
-        #: (grpc_type, service, method) -> started; (..., code name) -> handled.
-        self.grpc_started: dict[tuple[str, str, str], int] = {}
-        self.grpc_handled: dict[tuple[str, str, str, str], int] = {}
-
-    # -- gRPC counters around the bridge -------------------------------------------
-    def instrument(self, bridge: Bridge) -> None:
-        """Count every call of the methods registered on ``bridge`` so far
-        (call after the services registered). Series start at zero for every
-        method and code, as go-grpc-prometheus pre-registers them."""
-        for method, handler in list(bridge._unary.items()):
-            bridge.unary(method, self._count_unary(grpc_type(method, False), handler))
-        for method, stream_handler in list(bridge._streaming.items()):
-            bridge.streaming(method, self._count_stream(grpc_type(method, True), stream_handler))
-
-    def _init_series(self, labels: tuple[str, str, str]) -> None:
-        self.grpc_started.setdefault(labels, 0)
-        for code in GRPC_CODES:
-            self.grpc_handled.setdefault((*labels, code), 0)
-
-    def _handled(self, labels: tuple[str, str, str], code: int) -> None:
-        key = (*labels, GRPC_CODES[code] if 0 <= code < len(GRPC_CODES) else f"Code({code})")
-        self.grpc_handled[key] = self.grpc_handled.get(key, 0) + 1
-
-    def _count_unary(
-        self, labels: tuple[str, str, str], handler: Callable[[bytes], Awaitable[bytes]]
-    ) -> Callable[[bytes], Awaitable[bytes]]:
-        self._init_series(labels)
-
-        async def counted(request: bytes) -> bytes:
-            self.grpc_started[labels] += 1
-            try:
-                reply = await handler(request)
-            except Exception as exc:
-                self._handled(labels, error_of(exc)[0])
-                raise
-            self._handled(labels, 0)
-            return reply
-
-        return counted
-
-    def _count_stream(
-        self, labels: tuple[str, str, str], handler: Callable[[Stream], Awaitable[None]]
-    ) -> Callable[[Stream], Awaitable[None]]:
-        self._init_series(labels)
-
-        async def counted(stream: Stream) -> None:
-            self.grpc_started[labels] += 1
-            counted_stream = _CountedStream(stream)
-            try:
-                await handler(counted_stream)  # type: ignore[arg-type]
-            except Exception as exc:
-                self._handled(labels, error_of(exc)[0])
-                raise
-            if counted_stream.code is not None:
-                self._handled(labels, counted_stream.code)
-            else:
-                self._handled(labels, _CANCELLED if stream.closed else 0)
-
-        return counted
 
     # -- health check counters (etcdhttp's) ----------------------------------------
     def health_result(self, ok: bool) -> None:
@@ -194,7 +105,7 @@ class ServerMetrics:
     def collect(self) -> Iterator[Metric]:
         yield from self._core_metrics()
         yield from self._health_metrics()
-        yield from self._grpc_metrics()
+        yield from _counted_metrics(self.core.metrics())
         yield from _fd_metrics()
 
     def _core_metrics(self) -> Iterator[Metric]:
@@ -328,25 +239,117 @@ class ServerMetrics:
                 c.add_metric([t, n, st], v)
             yield c
 
-    def _grpc_metrics(self) -> Iterator[Metric]:
-        if not self.grpc_started:
-            return
-        started = CounterMetricFamily(
-            "grpc_server_started_total",
-            "Total number of RPCs started on the server.",
-            labels=["grpc_method", "grpc_service", "grpc_type"],
+
+#: (Core.metrics() key, family name, help) of the core's histograms.
+_HISTOGRAMS = (
+    (
+        "wal_fsync",
+        "etcd_disk_wal_fsync_duration_seconds",
+        "The latency distributions of fsync called by WAL.",
+    ),
+    (
+        "backend_commit",
+        "etcd_disk_backend_commit_duration_seconds",
+        "The latency distributions of commit called by backend.",
+    ),
+    (
+        "backend_snapshot",
+        "etcd_disk_backend_snapshot_duration_seconds",
+        "The latency distribution of backend snapshots.",
+    ),
+)
+
+#: (index in a Core.metrics() peer row, family name, help, label) of the
+#: peer counters; etcd writes a family only once it has a series.
+_PEER_COUNTERS = (
+    (1, "etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.", "To"),
+    (
+        2,
+        "etcd_network_peer_received_bytes_total",
+        "The total number of bytes received from peers.",
+        "From",
+    ),
+    (
+        3,
+        "etcd_network_peer_sent_failures_total",
+        "The total number of send failures from peers.",
+        "To",
+    ),
+)
+
+
+def _counted_metrics(m: dict[str, Any]) -> Iterator[Metric]:
+    """The families of what the core counts (see ``Core.metrics``)."""
+    yield GaugeMetricFamily(
+        "etcd_server_proposals_pending",
+        "The current number of pending proposals to commit.",
+        value=m["proposals_pending"],
+    )
+    yield CounterMetricFamily(
+        "etcd_server_proposals_failed_total",
+        "The total number of failed proposals seen.",
+        value=m["proposals_failed"],
+    )
+    for key, name, doc in _HISTOGRAMS:
+        buckets, total, count = m[key]
+        yield HistogramMetricFamily(
+            name,
+            doc,
+            buckets=[(floatToGoString(le), n) for le, n in buckets] + [("+Inf", count)],
+            sum_value=total,
         )
-        for (kind, service, method), v in sorted(self.grpc_started.items()):
-            started.add_metric([method, service, kind], v)
-        yield started
-        handled = CounterMetricFamily(
-            "grpc_server_handled_total",
-            "Total number of RPCs completed on the server, regardless of success or failure.",
-            labels=["grpc_code", "grpc_method", "grpc_service", "grpc_type"],
-        )
-        for (kind, service, method, code), v in sorted(self.grpc_handled.items()):
-            handled.add_metric([code, method, service, kind], v)
-        yield handled
+    for index, name, doc, label in _PEER_COUNTERS:
+        family = CounterMetricFamily(name, doc, labels=[label])
+        for row in m["peers"]:
+            if row[index]:
+                family.add_metric([f"{row[0]:x}"], row[index])
+        if family.samples:
+            yield family
+    yield from _grpc_metrics(m["grpc"])
+
+
+def _grpc_metrics(
+    rows: list[tuple[tuple[str, str, str, bool], tuple[Any, ...]]],
+) -> Iterator[Metric]:
+    """go-grpc-prometheus's server counters. Labels in Go's (sorted) order."""
+    method_labels = ["grpc_method", "grpc_service", "grpc_type"]
+    started = CounterMetricFamily(
+        "grpc_server_started_total",
+        "Total number of RPCs started on the server.",
+        labels=method_labels,
+    )
+    handled = CounterMetricFamily(
+        "grpc_server_handled_total",
+        "Total number of RPCs completed on the server, regardless of success or failure.",
+        labels=["grpc_code", *method_labels],
+    )
+    received = CounterMetricFamily(
+        "grpc_server_msg_received_total",
+        "Total number of RPC stream messages received on the server.",
+        labels=method_labels,
+    )
+    sent = CounterMetricFamily(
+        "grpc_server_msg_sent_total",
+        "Total number of gRPC stream messages sent by the server.",
+        labels=method_labels,
+    )
+    for (kind, service, method, preinitialized), counts in sorted(
+        rows, key=lambda r: (r[0][2], r[0][1], r[0][0])
+    ):
+        n_started, n_received, n_sent, by_code = counts
+        labels = [method, service, kind]
+        started.add_metric(labels, n_started)
+        received.add_metric(labels, n_received)
+        sent.add_metric(labels, n_sent)
+        for code, n in enumerate(by_code):
+            # A method etcd does not pre-initialise gets a code's series
+            # once a call ends with it, as with any Prometheus vector.
+            if preinitialized or n:
+                handled.add_metric([GRPC_CODES[code], *labels], n)
+    yield started
+    yield handled
+    yield received
+    yield sent
 
 
 def _fd_metrics() -> Iterator[Metric]:

@@ -29,7 +29,6 @@ import grpc
 from aiohttp import web
 
 from etcdcore._core import Core
-from etcdcore.bridge import Bridge
 from etcdcore.http.gateway import Gateway, Loopback, plain_error
 from etcdcore.http.health import Health
 from etcdcore.http.metrics import CONTENT_TYPE, ServerMetrics
@@ -82,7 +81,6 @@ class HttpServer:
         cfg: ServerConfig,
         grpc_target: str,
         credentials: grpc.ChannelCredentials | None,
-        bridge: Bridge | None = None,
         client_port_socket: str | None = None,
     ) -> None:
         self.cfg = cfg
@@ -93,8 +91,6 @@ class HttpServer:
         self.metrics_urls = list(cfg.listen_metrics_urls)
         self.loopback = Loopback(grpc_target, credentials)
         self.metrics = ServerMetrics(core, cfg.effective_quota_bytes())
-        if bridge is not None and self.enabled:
-            self.metrics.instrument(bridge)
         self.health = Health(
             core, self.loopback, self.metrics, request_timeout(cfg.election_timeout)
         )

@@ -176,14 +176,12 @@ async def serve(
     if retention > 0:
         compactor = Compactor(core, cfg.auto_compaction_mode or "periodic", retention)
         compaction = asyncio.ensure_future(compactor.run())
-    # HTTP (gateway, health, metrics): after every service registered, since it
-    # counts the bridge's calls for /metrics.
+    # HTTP (gateway, health, metrics).
     http = HttpServer(
         core,
         cfg,
         loopback_target(cfg.client_listen_addresses()[0]),
         credentials,
-        bridge,
         client_port_socket,
     )
     await http.start()

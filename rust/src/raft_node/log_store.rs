@@ -6,21 +6,29 @@
 //! so its data always matches its metadata (index, term, configuration).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use raft::prelude::{Entry, HardState, Snapshot};
 use raft::storage::MemStorage;
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
 use super::Shared;
+use crate::metrics::Metrics;
 
 pub struct LogStore {
     pub mem: MemStorage,
     shared: Arc<Shared>,
+    /// A snapshot built for a peer is a backend snapshot in etcd's terms.
+    metrics: Arc<Metrics>,
 }
 
 impl LogStore {
-    pub fn new(mem: MemStorage, shared: Arc<Shared>) -> LogStore {
-        LogStore { mem, shared }
+    pub fn new(mem: MemStorage, shared: Arc<Shared>, metrics: Arc<Metrics>) -> LogStore {
+        LogStore {
+            mem,
+            shared,
+            metrics,
+        }
     }
 
     pub fn hard_state(&self) -> HardState {
@@ -56,6 +64,7 @@ impl Storage for LogStore {
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let started = Instant::now();
         let sm = self.shared.sm.read().expect("state poisoned");
         if sm.applied_index == 0 || sm.applied_index < request_index {
             return Err(raft::Error::Store(
@@ -68,6 +77,7 @@ impl Storage for LogStore {
         meta.term = sm.applied_term;
         meta.set_conf_state(sm.membership.conf_state());
         snap.data = sm.encode_snapshot().into();
+        self.metrics.backend_snapshot.observe(started.elapsed());
         Ok(snap)
     }
 }

@@ -30,6 +30,7 @@ use tonic::Status;
 use crate::bridge::Bridge;
 use crate::errors;
 use crate::membership::Change;
+use crate::metrics::Metrics;
 use crate::pb::internal::internal_request::Request;
 use crate::pb::internal::MemberRecord;
 use crate::state_machine::{Outcome, StateMachine};
@@ -61,6 +62,8 @@ pub struct NodeConfig {
     pub snapshot_count: u64,
     /// --quota-backend-bytes as Python resolved it; 0 means none.
     pub quota_backend_bytes: u64,
+    /// Where the loop, its WAL and the servers count for /metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 /// A proposal's result: the outcome and the position it was applied at.
@@ -156,7 +159,8 @@ impl Node {
         bridge: Arc<Bridge>,
         transport: Option<Arc<Transport>>,
     ) -> Result<Node, RecoveryError> {
-        let recovered = recovery::recover(&config)?;
+        let mut recovered = recovery::recover(&config)?;
+        recovered.wal.time_fsyncs(config.metrics.wal_fsync.clone());
         config.id = recovered.id;
         config.cluster_id = recovered.cluster_id;
         let shared = Arc::new(Shared {
@@ -175,7 +179,8 @@ impl Node {
         });
         let (tx, rx) = mpsc::channel();
         let config = Arc::new(config);
-        let store = log_store::LogStore::new(recovered.storage, shared.clone());
+        let store =
+            log_store::LogStore::new(recovered.storage, shared.clone(), config.metrics.clone());
         let node = ready_loop::raw_node(&config, &shared, store)?;
         if let Some(t) = &transport {
             t.attach(

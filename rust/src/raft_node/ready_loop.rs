@@ -242,6 +242,12 @@ impl ReadyLoop {
                 self.stopping = true;
             }
             self.answer_no_space();
+            // etcd's gauge counts proposals from their hand-off to Raft to
+            // their answer; ours also those waiting for a leader to hand to.
+            self.cfg.metrics.proposals_pending.store(
+                (self.pending.len() + self.stalled.len()) as u64,
+                Ordering::Relaxed,
+            );
             if self.shared.removed.load(Ordering::Acquire) {
                 self.stopping = true;
             }
@@ -487,7 +493,9 @@ impl ReadyLoop {
         let (expired, kept): (Vec<_>, Vec<_>) =
             self.stalled.drain(..).partition(|s| s.deadline <= now);
         self.stalled = kept;
+        let failed = &self.cfg.metrics.proposals_failed;
         for s in expired {
+            failed.fetch_add(1, Ordering::Relaxed);
             let _ = s.reply.send(Err(errors::timed_out()));
         }
         let late: Vec<u64> = self
@@ -498,6 +506,7 @@ impl ReadyLoop {
             .collect();
         for id in late {
             if let Some((reply, _)) = self.pending.remove(&id) {
+                failed.fetch_add(1, Ordering::Relaxed);
                 let _ = reply.send(Err(errors::timed_out()));
             }
         }
@@ -705,6 +714,12 @@ impl ReadyLoop {
         let mut membership_changed = false;
         let mut raise_no_space = false;
         let mut over_quota = Vec::new();
+        // Our backend commit (etcd_disk_backend_commit_duration_seconds):
+        // the MVCC store lives in memory and is made durable by the WAL and
+        // snapshots, so the step where a batch of committed entries enters
+        // the backend and becomes visible to readers is this one, under
+        // the state's write lock, from taking it to releasing it.
+        let commit_started = Instant::now();
         let mut sm = self.shared.sm.write().expect("state poisoned");
         for entry in entries {
             if entry.index <= sm.applied_index {
@@ -794,6 +809,10 @@ impl ReadyLoop {
             .applied_index
             .store(sm.applied_index, Ordering::Release);
         drop(sm);
+        self.cfg
+            .metrics
+            .backend_commit
+            .observe(commit_started.elapsed());
         if membership_changed {
             self.membership_changed();
         }

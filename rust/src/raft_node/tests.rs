@@ -27,6 +27,7 @@ fn config(dir: &std::path::Path, snapshot_count: u64) -> NodeConfig {
         election_ticks: 10,
         snapshot_count,
         quota_backend_bytes: 0,
+        metrics: Default::default(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod bridged;
 pub mod grpc_codec;
+pub mod grpc_metrics;
 mod http_forward;
 pub mod kv;
 mod message_limit;
@@ -30,6 +31,7 @@ use crate::bridge::Bridge;
 use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::raft_node::NodeHandle;
 use bridged::Bridged;
+use grpc_metrics::Metered;
 use http_forward::HttpForwardLayer;
 pub use kv::Limits;
 use message_limit::MessageLimitLayer;
@@ -90,6 +92,16 @@ where
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A bridged service, its calls counted for /metrics.
+fn metered_bridged<S: bridged::ServiceName>(
+    bridge: Arc<Bridge>,
+    node: NodeHandle,
+    max_decoding: usize,
+) -> Metered<Bridged<S>> {
+    let metrics = node.config.metrics.clone();
+    Metered::new(Bridged::new(bridge, node, max_decoding), &metrics)
+}
+
 /// Binds every address now (so start-up fails loudly on a taken port) and
 /// serves them on the current runtime until `shutdown` flips to true. With
 /// `http_gateway` (the HTTP application's unix socket), requests other than
@@ -126,38 +138,38 @@ pub async fn serve(
             .max_concurrent_streams(limits.max_concurrent_streams)
             .accept_http1(multiplex)
             .layer(HttpForwardLayer::new(http_gateway.clone(), tls.is_some()))
-            .add_service(limit.layer(kv))
-            .add_service(limit.layer(Bridged::<bridged::Watch>::new(
+            .add_service(limit.layer(Metered::new(kv, &node.config.metrics)))
+            .add_service(limit.layer(metered_bridged::<bridged::Watch>(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
             )))
-            .add_service(limit.layer(Bridged::<bridged::Lease>::new(
+            .add_service(limit.layer(metered_bridged::<bridged::Lease>(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
             )))
-            .add_service(limit.layer(Bridged::<bridged::Cluster>::new(
+            .add_service(limit.layer(metered_bridged::<bridged::Cluster>(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
             )))
-            .add_service(limit.layer(Bridged::<bridged::Maintenance>::new(
+            .add_service(limit.layer(metered_bridged::<bridged::Maintenance>(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
             )))
-            .add_service(limit.layer(Bridged::<bridged::Auth>::new(
+            .add_service(limit.layer(metered_bridged::<bridged::Auth>(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
             )))
-            .add_service(limit.layer(Bridged::<bridged::Lock>::new(
+            .add_service(limit.layer(metered_bridged::<bridged::Lock>(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,
             )))
-            .add_service(limit.layer(Bridged::<bridged::Election>::new(
+            .add_service(limit.layer(metered_bridged::<bridged::Election>(
                 bridge.clone(),
                 node.clone(),
                 max_decoding,

@@ -20,6 +20,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc as tmpsc;
 use tokio_rustls::rustls::ClientConfig;
 
+use crate::metrics::{Metrics, PeerCounters};
 use crate::pb::internal::MemberRecord;
 use crate::raft_node::{Msg, Shared};
 
@@ -38,6 +39,7 @@ struct Peer {
     urls: Vec<String>,
     queue: tmpsc::Sender<Message>,
     task: tokio::task::JoinHandle<()>,
+    counters: Arc<PeerCounters>,
 }
 
 pub struct Transport {
@@ -51,11 +53,19 @@ pub struct Transport {
     runtime: Handle,
     peers: Mutex<HashMap<u64, Peer>>,
     link: OnceLock<NodeLink>,
+    /// Bytes and failures per peer (etcd's etcd_network_peer_* counters).
+    metrics: Arc<Metrics>,
 }
 
 impl Transport {
-    pub fn new(local_ip: Option<IpAddr>, tls: Option<Arc<ClientConfig>>, runtime: Handle) -> Self {
+    pub fn new(
+        local_ip: Option<IpAddr>,
+        tls: Option<Arc<ClientConfig>>,
+        runtime: Handle,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Transport {
+            metrics,
             self_id: AtomicU64::new(0),
             cluster_id: AtomicU64::new(0),
             local_ip,
@@ -109,15 +119,21 @@ impl Transport {
                 continue;
             }
             let (queue, rx) = tmpsc::channel(PEER_QUEUE);
-            let task = self
-                .runtime
-                .spawn(sender::run(self.clone(), m.id, m.peer_urls.clone(), rx));
+            let counters = self.metrics.peers.peer(m.id);
+            let task = self.runtime.spawn(sender::run(
+                self.clone(),
+                m.id,
+                m.peer_urls.clone(),
+                rx,
+                counters.clone(),
+            ));
             peers.insert(
                 m.id,
                 Peer {
                     urls: m.peer_urls.clone(),
                     queue,
                     task,
+                    counters,
                 },
             );
         }
@@ -140,10 +156,12 @@ impl Transport {
                     to,
                     peer.urls.clone(),
                     m,
+                    peer.counters.clone(),
                 ));
                 continue;
             }
             if peer.queue.try_send(m).is_err() {
+                peer.counters.sent_failures.fetch_add(1, Ordering::Relaxed);
                 self.deliver(Msg::Unreachable(to));
             }
         }

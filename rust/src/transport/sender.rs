@@ -1,6 +1,7 @@
 //! The sending side: one long-lived stream per peer, and one call per snapshot.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::server::MEMBER_REMOVED;
 use super::Transport;
+use crate::metrics::PeerCounters;
 use crate::pb::peer::peer_client::PeerClient;
 use crate::pb::peer::{RaftBatch, SnapshotChunk};
 use crate::raft_node::Msg;
@@ -176,6 +178,7 @@ pub(super) async fn run(
     to: u64,
     urls: Vec<String>,
     mut rx: tmpsc::Receiver<Message>,
+    counters: Arc<PeerCounters>,
 ) {
     let mut backoff = BACKOFF_START;
     loop {
@@ -185,7 +188,9 @@ pub(super) async fn run(
                 log::debug!("peer {to:x} unreachable: {e}");
                 t.deliver(Msg::Unreachable(to));
                 // What waited is stale by the time we are back: Raft resends.
-                while rx.try_recv().is_ok() {}
+                while rx.try_recv().is_ok() {
+                    counters.sent_failures.fetch_add(1, Ordering::Relaxed);
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
@@ -208,8 +213,12 @@ pub(super) async fn run(
                             Err(_) => break,
                         }
                     }
+                    let (count, bytes) = (messages.len() as u64, messages.iter().map(Vec::len).sum::<usize>() as u64);
                     let batch = RaftBatch { cluster_id: t.cluster_id(), from: t.self_id(), messages };
-                    if btx.try_send(batch).is_err() {
+                    if btx.try_send(batch).is_ok() {
+                        counters.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
+                    } else {
+                        counters.sent_failures.fetch_add(count, Ordering::Relaxed);
                         // The stream is stuck (the peer stopped reading) or gone.
                         t.deliver(Msg::Unreachable(to));
                         if btx.is_closed() {
@@ -236,10 +245,17 @@ pub(super) async fn run(
 }
 
 /// Sends one MsgSnapshot, its data in chunks, and tells Raft how it went.
-pub(super) async fn send_snapshot(t: Arc<Transport>, to: u64, urls: Vec<String>, mut m: Message) {
+pub(super) async fn send_snapshot(
+    t: Arc<Transport>,
+    to: u64,
+    urls: Vec<String>,
+    mut m: Message,
+    counters: Arc<PeerCounters>,
+) {
     let data = std::mem::take(&mut m.mut_snapshot().data);
     let header = m.write_to_bytes().expect("message encodes");
     let size = data.len();
+    let total_bytes = (header.len() + size) as u64;
     let (cluster_id, from) = (t.cluster_id(), t.self_id());
     let chunks: Vec<SnapshotChunk> = {
         let mut out = Vec::new();
@@ -271,6 +287,9 @@ pub(super) async fn send_snapshot(t: Arc<Transport>, to: u64, urls: Vec<String>,
     let ok = match tokio::time::timeout(SNAPSHOT_TIMEOUT, attempt).await {
         Ok(Ok(())) => {
             log::info!("sent snapshot ({size} bytes) to {to:x}");
+            counters
+                .sent_bytes
+                .fetch_add(total_bytes, Ordering::Relaxed);
             true
         }
         Ok(Err(e)) => {
@@ -282,5 +301,8 @@ pub(super) async fn send_snapshot(t: Arc<Transport>, to: u64, urls: Vec<String>,
             false
         }
     };
+    if !ok {
+        counters.sent_failures.fetch_add(1, Ordering::Relaxed);
+    }
     t.deliver(Msg::SnapshotStatus { to, ok });
 }

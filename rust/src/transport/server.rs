@@ -1,6 +1,7 @@
 //! The receiving side: the `Peer` gRPC service on --listen-peer-urls.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use protobuf::Message as _;
@@ -53,8 +54,15 @@ impl Peer for PeerService {
         request: Request<Streaming<RaftBatch>>,
     ) -> Result<Response<PeerAck>, Status> {
         let mut stream = request.into_inner();
+        // One stream carries one peer's messages: find its counters once.
+        let mut counters = None;
         while let Some(batch) = stream.message().await? {
             self.check_cluster(batch.cluster_id, batch.from)?;
+            let bytes: usize = batch.messages.iter().map(Vec::len).sum();
+            counters
+                .get_or_insert_with(|| self.t.metrics.peers.peer(batch.from))
+                .received_bytes
+                .fetch_add(bytes as u64, Ordering::Relaxed);
             for bytes in &batch.messages {
                 match Message::parse_from_bytes(bytes) {
                     Ok(m) => self.t.deliver(Msg::Raft(Box::new(m))),
@@ -80,6 +88,15 @@ impl Peer for PeerService {
                 message = Some(m);
             }
             data.extend_from_slice(&chunk.data);
+            self.t
+                .metrics
+                .peers
+                .peer(chunk.from)
+                .received_bytes
+                .fetch_add(
+                    (chunk.message.len() + chunk.data.len()) as u64,
+                    Ordering::Relaxed,
+                );
         }
         let mut m = message.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         log::info!(

@@ -23,6 +23,10 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::metrics::Histogram;
 
 use record::{DecodeError, Record};
 use replay::Replayer;
@@ -126,6 +130,8 @@ pub struct Wal {
     snapshot: Option<(u64, u64)>,
     last_index: u64,
     failed: bool,
+    /// Where each `fdatasync`'s duration goes (etcd's wal_fsync_duration).
+    fsync_seconds: Option<Arc<Histogram>>,
 }
 
 impl Wal {
@@ -213,6 +219,7 @@ impl Wal {
             file,
             file_len,
             buf: Vec::new(),
+            fsync_seconds: None,
             pending_min_index: None,
             pending_hard_state: None,
             pending_snapshot: None,
@@ -237,6 +244,11 @@ impl Wal {
             self.pending_min_index = Some(self.pending_min_index.map_or(index, |m| m.min(index)));
             self.last_index = index;
         }
+    }
+
+    /// Times every `fdatasync` from now on into `histogram`.
+    pub fn time_fsyncs(&mut self, histogram: Arc<Histogram>) {
+        self.fsync_seconds = Some(histogram);
     }
 
     /// Buffers an encoded raft `HardState`; the last one written wins.
@@ -294,7 +306,7 @@ impl Wal {
         let res = self
             .file
             .write_all_at(&self.buf, self.file_len)
-            .and_then(|()| self.file.sync_data());
+            .and_then(|()| self.fdatasync());
         if let Err(e) = res {
             self.failed = true;
             return Err(io_err(&path)(e));
@@ -302,6 +314,16 @@ impl Wal {
         self.file_len += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
+    }
+
+    /// Only the `fdatasync` is timed, as etcd times it (not the write before).
+    fn fdatasync(&self) -> io::Result<()> {
+        let start = Instant::now();
+        let res = self.file.sync_data();
+        if let Some(h) = &self.fsync_seconds {
+            h.observe(start.elapsed());
+        }
+        res
     }
 
     /// Closes the current segment and starts the next.
