@@ -38,13 +38,9 @@ def curl(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def member(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Member]:
+def member(shared_member: Member) -> Member:
     """etcdcore with only --listen-client-urls (plaintext)."""
-    m = Member(data_dir=tmp_path_factory.mktemp("client-port") / "default.etcd").start()
-    try:
-        yield m
-    finally:
-        m.stop()
+    return shared_member
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
+use super::grpc_frames::FrameScanner;
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use tonic::body::BoxBody;
@@ -197,53 +198,6 @@ impl MethodRef {
     }
 }
 
-/// Counts whole gRPC messages in a body's bytes: each is a 5-byte header
-/// (compressed flag, big-endian length) and that many bytes, and HTTP/2
-/// frames cut them anywhere.
-#[derive(Default)]
-struct MessageCounter {
-    header: [u8; 5],
-    header_len: usize,
-    /// Payload bytes still to come of the message being read.
-    remaining: usize,
-}
-
-impl MessageCounter {
-    /// How many messages `data` completes.
-    fn feed(&mut self, mut data: &[u8]) -> u64 {
-        let mut done = 0;
-        while !data.is_empty() {
-            if self.remaining > 0 {
-                let n = self.remaining.min(data.len());
-                self.remaining -= n;
-                data = &data[n..];
-                if self.remaining == 0 {
-                    done += 1;
-                }
-                continue;
-            }
-            let n = (5 - self.header_len).min(data.len());
-            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
-            self.header_len += n;
-            data = &data[n..];
-            if self.header_len == 5 {
-                self.header_len = 0;
-                let len = u32::from_be_bytes([
-                    self.header[1],
-                    self.header[2],
-                    self.header[3],
-                    self.header[4],
-                ]);
-                self.remaining = len as usize;
-                if self.remaining == 0 {
-                    done += 1;
-                }
-            }
-        }
-        done
-    }
-}
-
 /// A call in progress: counts its end exactly once, as Canceled if it is
 /// dropped before a status was seen or the client reset a stream first
 /// (the client went away: grpc-go's handler would see its context end).
@@ -295,7 +249,7 @@ fn status_code(headers: &http::HeaderMap) -> Option<usize> {
 pub struct CountedRequest {
     inner: BoxBody,
     method: Option<MethodRef>,
-    messages: MessageCounter,
+    messages: FrameScanner,
     client_reset: Option<Arc<AtomicBool>>,
 }
 
@@ -312,7 +266,7 @@ impl Body for CountedRequest {
         match (&polled, &this.method) {
             (Poll::Ready(Some(Ok(frame))), Some(m)) => {
                 if let Some(data) = frame.data_ref() {
-                    let n = this.messages.feed(data.chunk());
+                    let n = this.messages.count(data.chunk());
                     if n > 0 {
                         m.get().msg_received.fetch_add(n, Ordering::Relaxed);
                     }
@@ -342,7 +296,7 @@ impl Body for CountedRequest {
 struct CountedResponse {
     inner: BoxBody,
     call: Call,
-    messages: MessageCounter,
+    messages: FrameScanner,
 }
 
 impl Body for CountedResponse {
@@ -357,7 +311,7 @@ impl Body for CountedResponse {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                let n = this.messages.feed(data.chunk());
+                let n = this.messages.count(data.chunk());
                 if n > 0 {
                     this.call
                         .method
@@ -446,7 +400,7 @@ where
         let req = req.map(|inner| CountedRequest {
             inner,
             method: req_method,
-            messages: MessageCounter::default(),
+            messages: FrameScanner::default(),
             client_reset,
         });
         MeteredFuture {
@@ -483,7 +437,7 @@ where
             tonic::body::boxed(CountedResponse {
                 inner,
                 call,
-                messages: MessageCounter::default(),
+                messages: FrameScanner::default(),
             })
         })))
     }
@@ -492,21 +446,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn messages_are_counted_across_frame_cuts() {
-        let mut wire = Vec::new();
-        for payload in [&b"abc"[..], b"", b"0123456789"] {
-            wire.push(0);
-            wire.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-            wire.extend_from_slice(payload);
-        }
-        for cut in 0..wire.len() {
-            let mut c = MessageCounter::default();
-            let n = c.feed(&wire[..cut]) + c.feed(&wire[cut..]);
-            assert_eq!(n, 3, "cut at {cut}");
-        }
-    }
 
     #[test]
     fn every_method_path_is_found() {

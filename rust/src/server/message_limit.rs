@@ -14,6 +14,8 @@ use tonic::body::BoxBody;
 use tonic::server::NamedService;
 use tonic::Status;
 
+use super::grpc_frames::FrameScanner;
+
 /// Wraps a service's request bodies in [`LimitedBody`]s.
 #[derive(Clone, Copy, Debug)]
 pub struct MessageLimitLayer {
@@ -69,11 +71,7 @@ where
 pub struct LimitedBody {
     inner: BoxBody,
     max: usize,
-    /// The frame header read so far, and how much of it.
-    header: [u8; 5],
-    have: usize,
-    /// Message bytes still to pass before the next header.
-    skip: usize,
+    frames: FrameScanner,
     failed: bool,
 }
 
@@ -82,40 +80,21 @@ impl LimitedBody {
         LimitedBody {
             inner,
             max,
-            header: [0; 5],
-            have: 0,
-            skip: 0,
+            frames: FrameScanner::default(),
             failed: false,
         }
     }
 
     /// Follows the frame headers through one chunk of the body.
-    fn scan(&mut self, mut data: &[u8]) -> Result<(), Status> {
-        while !data.is_empty() {
-            if self.skip > 0 {
-                let n = self.skip.min(data.len());
-                self.skip -= n;
-                data = &data[n..];
-                continue;
+    fn scan(&mut self, data: &[u8]) -> Result<(), Status> {
+        let max = self.max;
+        self.frames.feed(data, |len| {
+            if len > max {
+                Err(too_large(len, max))
+            } else {
+                Ok(())
             }
-            let n = (5 - self.have).min(data.len());
-            self.header[self.have..self.have + n].copy_from_slice(&data[..n]);
-            self.have += n;
-            data = &data[n..];
-            if self.have == 5 {
-                self.have = 0;
-                let len = u32::from_be_bytes([
-                    self.header[1],
-                    self.header[2],
-                    self.header[3],
-                    self.header[4],
-                ]) as usize;
-                if len > self.max {
-                    return Err(too_large(len, self.max));
-                }
-                self.skip = len;
-            }
-        }
+        })?;
         Ok(())
     }
 }
@@ -184,7 +163,6 @@ mod tests {
         for chunk in wire.chunks(3) {
             b.scan(chunk).unwrap();
         }
-        assert_eq!((b.have, b.skip), (0, 0));
     }
 
     #[test]

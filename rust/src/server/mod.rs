@@ -4,6 +4,7 @@
 
 mod bridged;
 pub mod grpc_codec;
+mod grpc_frames;
 pub mod grpc_metrics;
 mod http_forward;
 pub mod kv;
