@@ -16,14 +16,12 @@
 use std::path::{Path, PathBuf};
 
 use prost::Message as _;
-use protobuf::Message as _;
-use raft::prelude::HardState;
 use sha2::Digest as _;
 
 use crate::identity;
 use crate::membership::Membership;
 use crate::pb::internal::{MemberRecord, WalMetadata};
-use crate::raft_node::{BOOTSTRAP_INDEX, BOOTSTRAP_TERM};
+use crate::raft_node::write_bootstrap;
 use crate::snap::Snapshotter;
 use crate::state_machine::StateMachine;
 use crate::wal::{Wal, WalOptions};
@@ -140,9 +138,7 @@ pub fn restore(bytes: &[u8], cfg: &RestoreConfig) -> Result<(), String> {
     // Alarms named the old cluster's members; the new one starts clean.
     state.alarms.clear();
     state.membership = Membership::new(cluster_id, members);
-    state.applied_index = BOOTSTRAP_INDEX;
-    state.applied_term = BOOTSTRAP_TERM;
-    write_data_dir(&cfg.data_dir, &cfg.name, own, cluster_id, &state)
+    write_data_dir(&cfg.data_dir, &cfg.name, own, cluster_id, &mut state)
 }
 
 fn dir_has_entries(dir: &Path) -> bool {
@@ -157,15 +153,12 @@ fn write_data_dir(
     name: &str,
     member_id: u64,
     cluster_id: u64,
-    state: &StateMachine,
+    state: &mut StateMachine,
 ) -> Result<(), String> {
     let member_dir = data_dir.join("member");
     let snap_dir = member_dir.join("snap");
     std::fs::create_dir_all(&snap_dir)
         .map_err(|e| format!("cannot create {}: {e}", snap_dir.display()))?;
-    Snapshotter::new(&snap_dir)
-        .save(BOOTSTRAP_INDEX, BOOTSTRAP_TERM, &state.encode_snapshot())
-        .map_err(|e| format!("cannot write the snapshot: {e}"))?;
     let metadata = WalMetadata {
         member_id,
         cluster_id,
@@ -174,14 +167,7 @@ fn write_data_dir(
     .encode_to_vec();
     let (mut wal, _) = Wal::open(&member_dir.join("wal"), &metadata, WalOptions::default())
         .map_err(|e| e.to_string())?;
-    wal.mark_snapshot(BOOTSTRAP_INDEX, BOOTSTRAP_TERM);
-    let hs = HardState {
-        term: BOOTSTRAP_TERM,
-        commit: BOOTSTRAP_INDEX,
-        ..Default::default()
-    };
-    wal.set_hard_state(&hs.write_to_bytes().expect("hard state encodes"));
-    wal.sync().map_err(|e| e.to_string())
+    write_bootstrap(state, &Snapshotter::new(&snap_dir), &mut wal)
 }
 
 #[cfg(test)]

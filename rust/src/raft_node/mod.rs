@@ -11,6 +11,7 @@
 mod log_store;
 mod ready_loop;
 mod recovery;
+pub(crate) use recovery::write_bootstrap;
 
 /// The index and term of the bootstrap snapshot of a new cluster (and of a
 /// data dir restored from a snapshot file): Raft's log starts after it.

@@ -31,6 +31,30 @@ impl std::fmt::Display for RecoveryError {
 
 impl std::error::Error for RecoveryError {}
 
+/// Writes a new cluster member's starting point: `state` (its membership
+/// already set) as the snapshot at the bootstrap index, marked in the WAL
+/// with a hard state that commits it, synced. Members of a new cluster and a
+/// data dir restored from a snapshot start from the same shape.
+pub(crate) fn write_bootstrap(
+    state: &mut StateMachine,
+    snapshotter: &Snapshotter,
+    wal: &mut Wal,
+) -> Result<(), String> {
+    state.applied_index = BOOTSTRAP_INDEX;
+    state.applied_term = BOOTSTRAP_TERM;
+    snapshotter
+        .save(BOOTSTRAP_INDEX, BOOTSTRAP_TERM, &state.encode_snapshot())
+        .map_err(|e| format!("cannot write the bootstrap snapshot: {e}"))?;
+    wal.mark_snapshot(BOOTSTRAP_INDEX, BOOTSTRAP_TERM);
+    let hs = HardState {
+        term: BOOTSTRAP_TERM,
+        commit: BOOTSTRAP_INDEX,
+        ..Default::default()
+    };
+    wal.set_hard_state(&hs.write_to_bytes().expect("hard state encodes"));
+    wal.sync().map_err(|e| e.to_string())
+}
+
 pub(super) struct Recovered {
     pub state: StateMachine,
     pub storage: MemStorage,
@@ -90,19 +114,7 @@ pub(super) fn recover(cfg: &NodeConfig) -> Result<Recovered, RecoveryError> {
         match &cfg.bootstrap {
             Bootstrap::New(members) => {
                 state.membership = Membership::new(cluster_id, members.clone());
-                state.applied_index = BOOTSTRAP_INDEX;
-                state.applied_term = BOOTSTRAP_TERM;
-                snapshotter
-                    .save(BOOTSTRAP_INDEX, BOOTSTRAP_TERM, &state.encode_snapshot())
-                    .map_err(|e| RecoveryError(format!("bootstrap snapshot: {e}")))?;
-                wal.mark_snapshot(BOOTSTRAP_INDEX, BOOTSTRAP_TERM);
-                let hs = HardState {
-                    term: BOOTSTRAP_TERM,
-                    commit: BOOTSTRAP_INDEX,
-                    ..Default::default()
-                };
-                wal.set_hard_state(&hs.write_to_bytes().expect("hard state encodes"));
-                wal.sync().map_err(|e| RecoveryError(e.to_string()))?;
+                write_bootstrap(&mut state, &snapshotter, &mut wal).map_err(RecoveryError)?;
             }
             Bootstrap::Join(members) => {
                 // Known peers to talk to until the leader's snapshot arrives;
