@@ -195,6 +195,16 @@ class Printer:
     def txn(self, r: rpc_pb2.TxnResponse) -> None:
         self.rpc(r)
 
+    def txn_op(self, op: rpc_pb2.ResponseOp) -> None:
+        """One answer inside a txn, printed as that request's answer alone."""
+        kind = op.WhichOneof("response")
+        if kind == "response_range":
+            self.get(op.response_range)
+        elif kind == "response_put":
+            self.put(op.response_put)
+        elif kind == "response_delete_range":
+            self.delete(op.response_delete_range)
+
     def watch(self, r: rpc_pb2.WatchResponse) -> None:
         self.rpc(r)
 
@@ -374,13 +384,7 @@ class SimplePrinter(Printer):
         write("SUCCESS" if r.succeeded else "FAILURE")
         for op in r.responses:
             write("")
-            kind = op.WhichOneof("response")
-            if kind == "response_range":
-                self.get(op.response_range)
-            elif kind == "response_put":
-                self.put(op.response_put)
-            elif kind == "response_delete_range":
-                self.delete(op.response_delete_range)
+            self.txn_op(op)
 
     def watch(self, r: rpc_pb2.WatchResponse) -> None:
         for ev in r.events:
@@ -663,13 +667,7 @@ class FieldsPrinter(Printer):
         self._hdr(r.header)
         write(f'"Succeeded" : {str(r.succeeded).lower()}')
         for op in r.responses:
-            kind = op.WhichOneof("response")
-            if kind == "response_range":
-                self.get(op.response_range)
-            elif kind == "response_put":
-                self.put(op.response_put)
-            elif kind == "response_delete_range":
-                self.delete(op.response_delete_range)
+            self.txn_op(op)
 
     def watch(self, r: rpc_pb2.WatchResponse) -> None:
         self._hdr(r.header)
