@@ -201,6 +201,26 @@ fn big_values_round_trip_through_overflow_pages() {
 }
 
 #[test]
+fn keys_longer_than_a_page_round_trip_through_overflowing_branches() {
+    // Two such keys do not fit in a branch page: each level must still
+    // halve (bbolt's two keys per page), with overflow pages.
+    let mut src = InMemory::new();
+    let b = src.bucket(b"key");
+    for i in 0..300 {
+        b.insert(long_key(i, 20_000), vec![b'v'; (i % 3) as usize]);
+    }
+    b.insert(long_key(300, 32_768), b"longest".to_vec());
+    let data = round_trip(&mut src);
+    assert!(
+        tree_depth(&data, b"key") >= 9,
+        "300 leaves under 2-way branches"
+    );
+    assert!(page_headers(&data)
+        .iter()
+        .any(|h| h.flags == BRANCH_PAGE && h.overflow > 0));
+}
+
+#[test]
 fn many_buckets_round_trip() {
     let mut src = InMemory::new();
     for i in 0..3000u64 {

@@ -128,28 +128,44 @@ struct Node {
 /// the elements stream in — start a new page when the next element would
 /// take this one past the fill threshold. An element larger than that gets
 /// a page (and overflow pages) to itself.
+///
+/// Branch pages hold at least two children (bbolt's `MinKeysPerPage`), so
+/// each level has at most half the pages of the one below, even when keys
+/// are too long for two to fit in a page.
 #[derive(Debug, Clone, Copy)]
 struct Packer {
     page_size: u64,
     threshold: u64,
+    /// Elements a page takes before it may be closed.
+    min_count: u32,
     size: u64,
     count: u32,
 }
 
 impl Packer {
-    fn new(opts: &WriteOptions) -> Packer {
+    fn new(opts: &WriteOptions, min_count: u32) -> Packer {
         let fill = opts.fill_percent.clamp(0.1, 1.0);
         Packer {
             page_size: u64::from(PAGE_SIZE),
             threshold: (f64::from(PAGE_SIZE) * fill) as u64,
+            min_count,
             size: PAGE_HEADER_SIZE as u64,
             count: 0,
         }
     }
 
+    fn for_leaves(opts: &WriteOptions) -> Packer {
+        Packer::new(opts, 1)
+    }
+
+    fn for_branches(opts: &WriteOptions) -> Packer {
+        Packer::new(opts, 2)
+    }
+
     /// Whether an element of `elem` bytes must go on a new page.
     fn full_for(&self, elem: u64) -> bool {
-        self.count > 0 && (self.size + elem > self.threshold || self.count == u32::from(u16::MAX))
+        self.count >= self.min_count
+            && (self.size + elem > self.threshold || self.count == u32::from(u16::MAX))
     }
 
     fn push(&mut self, elem: u64) {
@@ -206,7 +222,7 @@ impl TreePlan {
     fn finish(&mut self, opts: &WriteOptions) {
         while self.levels.last().expect("leaves").len() > 1 {
             let children = self.levels.last().expect("a level");
-            let mut packer = Packer::new(opts);
+            let mut packer = Packer::for_branches(opts);
             let mut level: Vec<Node> = Vec::new();
             for child in children {
                 let elem = (BRANCH_ELEMENT_SIZE + child.key_len as usize) as u64;
@@ -226,9 +242,10 @@ impl TreePlan {
             }
             close_node(&mut level, &mut packer);
             balance_last_branch(&mut level, children, &packer);
+            debug_assert!(level.len() < children.len(), "each level is narrower");
             self.levels.push(level);
         }
-        let packer = Packer::new(opts);
+        let packer = Packer::for_branches(opts);
         let mut page = 0;
         for node in self.levels.iter_mut().flatten() {
             node.page = page;
@@ -310,7 +327,7 @@ impl<'a> LeafPlanner<'a> {
     fn new(bucket: &'a [u8], opts: &WriteOptions) -> LeafPlanner<'a> {
         LeafPlanner {
             bucket,
-            packer: Packer::new(opts),
+            packer: Packer::for_leaves(opts),
             tree: TreePlan {
                 levels: vec![Vec::new()],
                 ..TreePlan::default()
@@ -588,7 +605,7 @@ impl<'a, O: LeafOut> LeafWriter<'a, O> {
             bucket,
             tree,
             out,
-            packer: Packer::new(opts),
+            packer: Packer::for_leaves(opts),
             buf: NodeBuf::default(),
             node: 0,
             prev: None,
