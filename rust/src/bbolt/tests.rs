@@ -267,6 +267,81 @@ fn small_buckets_are_inline_and_large_ones_have_pages() {
     );
 }
 
+/// Sets the flags of the leaf element holding `key`, found in the raw
+/// pages; returns where its value starts.
+fn set_leaf_flags(data: &mut [u8], key: &[u8], flags: u32) -> usize {
+    for h in page_headers(data).iter().filter(|h| h.flags == LEAF_PAGE) {
+        let page = h.id as usize * 4096;
+        for i in 0..h.count as usize {
+            let el = page + PAGE_HEADER_SIZE + i * 16;
+            let pos = u32::from_le_bytes(data[el + 4..el + 8].try_into().unwrap()) as usize;
+            let ksize = u32::from_le_bytes(data[el + 8..el + 12].try_into().unwrap()) as usize;
+            if &data[el + pos..el + pos + ksize] == key {
+                data[el..el + 4].copy_from_slice(&flags.to_le_bytes());
+                return el + pos + ksize;
+            }
+        }
+    }
+    panic!("no leaf element {key:?}");
+}
+
+#[test]
+fn nested_buckets_inline_and_on_pages_are_read() {
+    // The writer writes top-level buckets only; make two entries of "outer"
+    // nested buckets by hand: one inline, one whose root is "zdata"'s page.
+    let mut inline = vec![0u8; 16 + PAGE_HEADER_SIZE + 16];
+    PageHeader {
+        id: 0,
+        flags: LEAF_PAGE,
+        count: 1,
+        overflow: 0,
+    }
+    .encode(&mut inline[16..]);
+    super::layout::encode_leaf_element(&mut inline[32..], 0, 16, 2, 3);
+    inline.extend_from_slice(b"ikiv1");
+    let mut src = InMemory::new();
+    let outer = src.bucket(b"outer");
+    for i in 0..200 {
+        outer.insert(key(i), vec![b'o'; 40]);
+    }
+    outer.insert(b"nested-inline".to_vec(), inline);
+    outer.insert(b"nested-paged".to_vec(), vec![0; 16]); // root set below
+    let zdata = src.bucket(b"zdata");
+    for i in 0..300 {
+        zdata.insert(key(i), vec![b'z'; 30]);
+    }
+    let mut data = write_all(&mut src);
+    let zroot = {
+        let db = Db::from_bytes(&data).unwrap();
+        let mut c = db.root().cursor();
+        c.seek(b"zdata").unwrap();
+        BucketHeader::decode(c.next().unwrap().unwrap().value).root
+    };
+    set_leaf_flags(&mut data, b"nested-inline", 1);
+    let at = set_leaf_flags(&mut data, b"nested-paged", 1);
+    data[at..at + 8].copy_from_slice(&zroot.to_le_bytes());
+
+    let db = Db::from_bytes(&data).unwrap();
+    let outer = db.bucket(b"outer").unwrap().unwrap();
+    let small = outer.bucket(b"nested-inline").unwrap().unwrap();
+    assert_eq!(small.get(b"ik").unwrap(), Some(b"iv1".to_vec()));
+    let paged = outer.bucket(b"nested-paged").unwrap().unwrap();
+    let mut c = paged.cursor();
+    let mut n = 0;
+    while let Some(e) = c.next().unwrap() {
+        assert_eq!(e.key, key(n));
+        n += 1;
+    }
+    assert_eq!(n, 300);
+    assert_eq!(
+        outer.get(b"nested-inline").unwrap(),
+        None,
+        "get skips buckets"
+    );
+    let err = outer.bucket(&key(3)).unwrap_err().to_string();
+    assert!(err.contains("is a key, not a bucket"), "{err}");
+}
+
 #[test]
 fn pages_are_filled_to_the_fill_percent() {
     let mut src = InMemory::new();
