@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod bbolt;
 pub mod bridge;
 pub mod errors;
 pub mod identity;
