@@ -90,6 +90,7 @@ class JwtTokens:
 #   ("events", revision, event_batch_bytes)    an applied batch (etcdcore.EventBatch)
 #   ("leader", is_leader, term)                this member's leadership changed
 #   ("removed",)                               this member was removed from the cluster
+#   ("published",)                             this member's name and client URLs are committed
 BridgeItem = (
     tuple[Literal["unary"], int, str, bytes]
     | tuple[Literal["open"], int, str]
@@ -99,6 +100,7 @@ BridgeItem = (
     | tuple[Literal["events"], int, bytes]
     | tuple[Literal["leader"], bool, int]
     | tuple[Literal["removed"]]
+    | tuple[Literal["published"]]
 )
 
 class Core:

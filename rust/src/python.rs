@@ -196,6 +196,7 @@ impl Core {
                     ("leader", is_leader, term).into_pyobject(py)?.into_any()
                 }
                 Item::Removed => ("removed",).into_pyobject(py)?.into_any(),
+                Item::Published => ("published",).into_pyobject(py)?.into_any(),
             };
             out.push(obj.unbind());
         }

@@ -47,6 +47,11 @@ from etcdcore.services.watch_hub import GRPC_OVERHEAD_BYTES, WatchHub
 
 log = logging.getLogger("etcdcore.server")
 
+#: The cluster version etcd 3.5 logs (major.minor of the version spoken).
+CLUSTER_VERSION = ".".join(ETCD_VERSION.split(".")[:2])
+#: How long a proposal may take (etcd's request timeout), as etcd logs it.
+PUBLISH_TIMEOUT = "7s"
+
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
 
@@ -185,18 +190,7 @@ async def serve(
         client_port_socket,
     )
     await http.start()
-    log.info("ready to serve client requests")
-    traffic = "grpc+http" if client_port_socket else "grpc"
-    for addr in cfg.client_listen_addresses():
-        if cfg.client_tls_enabled():
-            log.info(
-                "serving client traffic securely", extra=_fields(traffic=traffic, address=addr)
-            )
-        else:
-            log.info(
-                "serving client traffic insecurely; this is strongly discouraged!",
-                extra=_fields(traffic=traffic, address=addr),
-            )
+    bridge.on_published(lambda: log_ready(core, cfg))
     if on_ready is not None:
         on_ready()
     try:
@@ -217,6 +211,48 @@ async def serve(
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+
+
+def log_ready(core: Core, cfg: ServerConfig) -> None:
+    """What etcd 3.5 logs once its publish is applied (its ReadyNotify): the
+    published member, the cluster version and its capabilities, then that
+    clients are served. Operators and wrappers wait for these lines."""
+    cluster_id, member_id, _, _ = core.header()
+    member, cluster = f"{member_id:x}", f"{cluster_id:x}"
+    log.info(
+        "published local member to cluster through raft",
+        extra=_fields(
+            **{
+                "local-member-id": member,
+                "local-member-attributes": (
+                    f"{{Name:{cfg.name} ClientURLs:[{' '.join(cfg.advertise_client_urls)}]}}"
+                ),
+                "request-path": f"/0/members/{member}/attributes",
+                "cluster-id": cluster,
+                "publish-timeout": PUBLISH_TIMEOUT,
+            }
+        ),
+    )
+    # Every etcdcore member runs the same version, so the cluster's is known
+    # as soon as the member is part of it.
+    log.info(
+        "set initial cluster version",
+        extra=_fields(
+            **{"cluster-id": cluster, "local-member-id": member, "cluster-version": CLUSTER_VERSION}
+        ),
+    )
+    log.info(
+        "enabled capabilities for version", extra=_fields(**{"cluster-version": CLUSTER_VERSION})
+    )
+    log.info("ready to serve client requests")
+    for addr in cfg.client_listen_addresses():
+        if cfg.client_tls_enabled():
+            log.info("serving client traffic securely", extra=_fields(address=addr))
+        else:
+            log.info(
+                "serving client traffic insecurely; this is strongly discouraged!",
+                extra=_fields(address=addr),
+            )
 
 
 def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
