@@ -24,8 +24,9 @@ class TlsConfig:
     """One side's TLS (client or peer listeners, outgoing peer connections):
     PEM certificate and key files, the CA that verifies the other side
     (client certificates are required when ``client_cert_auth``), the Go
-    names of allowed TLS 1.2 cipher suites (all when empty) and the lowest
-    version ("TLS1.2" or "TLS1.3")."""
+    names of allowed TLS 1.2 cipher suites (all when empty), the lowest
+    version ("TLS1.2" or "TLS1.3") and a certificate revocation list whose
+    listed client certificates are refused (etcd's --client-crl-file)."""
 
     def __init__(
         self,
@@ -36,6 +37,7 @@ class TlsConfig:
         client_cert_auth: bool,
         cipher_suites: list[str],
         min_version: str,
+        crl_file: str = "",
     ) -> None: ...
 
 class CoreConfig:

@@ -107,7 +107,7 @@ pub struct TlsConfig {
 #[pymethods]
 impl TlsConfig {
     #[new]
-    #[pyo3(signature = (*, cert_file, key_file, trusted_ca_file, client_cert_auth, cipher_suites, min_version))]
+    #[pyo3(signature = (*, cert_file, key_file, trusted_ca_file, client_cert_auth, cipher_suites, min_version, crl_file=String::new()))]
     fn new(
         cert_file: String,
         key_file: String,
@@ -115,6 +115,7 @@ impl TlsConfig {
         client_cert_auth: bool,
         cipher_suites: Vec<String>,
         min_version: String,
+        crl_file: String,
     ) -> TlsConfig {
         TlsConfig {
             inner: crate::tls::TlsSettings {
@@ -124,6 +125,7 @@ impl TlsConfig {
                 client_cert_auth,
                 cipher_suites,
                 min_version,
+                crl_file,
             },
         }
     }

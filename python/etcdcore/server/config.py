@@ -203,7 +203,7 @@ FLAGS: tuple[Flag, ...] = (
     _f("client-cert-file", use=INFO),
     _f("client-key-file", use=INFO),
     _f("client-cert-auth", "false", BOOL),
-    _f("client-crl-file", use=INFO),
+    _f("client-crl-file"),
     _f("client-cert-allowed-hostname", use=INFO),
     _f("trusted-ca-file"),
     _f("auto-tls", "false", BOOL),
@@ -215,7 +215,7 @@ FLAGS: tuple[Flag, ...] = (
     _f("peer-trusted-ca-file"),
     _f("peer-auto-tls", "false", BOOL),
     _f("self-signed-cert-validity", "1", UINT),
-    _f("peer-crl-file", use=INFO),
+    _f("peer-crl-file"),
     _f("peer-cert-allowed-cn", use=INFO),
     _f("peer-cert-allowed-hostname", use=INFO),
     _f("cipher-suites"),
@@ -314,6 +314,8 @@ class TlsFiles:
     trusted_ca_file: str = ""
     client_cert_auth: bool = False
     auto_tls: bool = False
+    #: Certificate revocation list: client certificates it lists are refused.
+    crl_file: str = ""
 
     def empty(self) -> bool:
         """etcd's TLSInfo.Empty: no certificate to serve with."""
@@ -522,6 +524,7 @@ class ServerConfig:
             trusted_ca_file=get("trusted-ca-file"),
             client_cert_auth=_truthy(get("client-cert-auth")),
             auto_tls=_truthy(get("auto-tls")),
+            crl_file=get("client-crl-file"),
         )
         peer_tls = TlsFiles(
             cert_file=get("peer-cert-file"),
@@ -529,6 +532,7 @@ class ServerConfig:
             trusted_ca_file=get("peer-trusted-ca-file"),
             client_cert_auth=_truthy(get("peer-client-cert-auth")),
             auto_tls=_truthy(get("peer-auto-tls")),
+            crl_file=get("peer-crl-file"),
         )
         check_tls_urls(listen_client, client_tls, "--cert-file, --key-file", "client")
         check_tls_urls(listen_peer, peer_tls, "--peer-cert-file, --peer-key-file", "peer")
