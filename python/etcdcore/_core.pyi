@@ -9,6 +9,7 @@ Every method that waits on Raft releases the GIL; call those from an executor
 thread when on the asyncio loop.
 """
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 class CoreError(Exception):
@@ -228,3 +229,20 @@ def snapshot_restore(
     """Write a new data dir for member ``name`` of ``initial_cluster`` holding
     the snapshot file's keys, revisions and leases; CoreError when the data
     dir has content, the name is not in the cluster or a checksum fails."""
+
+class Gateway:
+    """etcd's L4 gateway (``etcdcore gateway start``), running in the core."""
+
+    def __init__(
+        self,
+        listener_fd: int,
+        endpoints: list[tuple[str, int, int]],
+        retry_delay_seconds: float,
+        on_event: Callable[[str, str, str], None],
+    ) -> None:
+        """Serve the listening socket ``listener_fd`` (owned from now on),
+        forwarding each connection to one of ``endpoints`` ((host:port, SRV
+        priority, SRV weight)). ``on_event(kind, address, error)``: kind is
+        "deactivated", "reactivate-failed" or "activated"."""
+    def stop(self) -> None:
+        """Stop accepting and drop every proxied connection."""

@@ -482,6 +482,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
     m.add_class::<TlsConfig>()?;
     m.add_class::<crate::python_jwt::JwtTokens>()?;
+    m.add_class::<crate::python_gateway::Gateway>()?;
     m.add_function(wrap_pyfunction!(snapshot_status, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_restore, m)?)?;
     Ok(())

@@ -257,6 +257,10 @@ def log_ready(core: Core, cfg: ServerConfig) -> None:
 
 def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """Parse, start, serve, stop; returns the exit code."""
+    if argv and argv[0] == "gateway":
+        from etcdcore.gateway import main as gateway_main
+
+        return gateway_main(argv[1:])
     try:
         cfg = ServerConfig.from_args(argv, environ)
     except HelpRequested:
