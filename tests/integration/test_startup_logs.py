@@ -8,6 +8,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from cluster import Cluster
 from harness import Member, etcd_bin
 
@@ -124,3 +126,21 @@ def test_a_restarted_member_publishes_again(tmp_path: Path) -> None:
         assert [e["msg"] for e in entries(m)].count(PUBLISHED) == 2
     finally:
         m.stop()
+
+
+def test_etcd_unsupported_arch_is_reported_as_etcd_351_reports_it_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # etcd reads ETCD_UNSUPPORTED_ARCH only on architectures it does not
+    # support; on the others (amd64, arm64, ppc64le, s390x) it is one more
+    # unknown ETCD_* variable, which etcd warns about.
+    monkeypatch.setenv("ETCD_UNSUPPORTED_ARCH", "arm")
+    ours = started(Member(data_dir=tmp_path / "ours"))
+    etcd = started(Member(data_dir=tmp_path / "etcd", command=[etcd_bin("etcd")]))
+    try:
+        for m in (ours, etcd):
+            warned = [e for e in entries(m) if e["msg"] == "unrecognized environment variable"]
+            assert [e["environment-variable"] for e in warned] == ["ETCD_UNSUPPORTED_ARCH=arm"]
+    finally:
+        ours.stop()
+        etcd.stop()

@@ -250,7 +250,7 @@ FLAGS: tuple[Flag, ...] = (
     _f("auth-token-ttl", "300", UINT),
     _f("enable-grpc-gateway", "true", BOOL, INFO),
     # experimental
-    _f("experimental-initial-corrupt-check", "false", BOOL, WARN),
+    _f("experimental-initial-corrupt-check", "false", BOOL),
     _f("experimental-corrupt-check-time", "0s", DURATION, WARN),
     _f("experimental-enable-lease-checkpoint", "false", BOOL, WARN),
     _f("experimental-compaction-batch-limit", "1000", INT, WARN),
@@ -369,6 +369,8 @@ class ServerConfig:
     notices: list[Notice] = field(default_factory=list)
     #: HTTP/2 streams one client connection may have open at once (etcd 3.5.2+).
     max_concurrent_streams: int = MAX_UINT32
+    #: --experimental-initial-corrupt-check: compare hashes with the peers at start.
+    initial_corrupt_check: bool = False
 
     # -- parsing -----------------------------------------------------------------------
     @classmethod
@@ -575,6 +577,7 @@ class ServerConfig:
             max_request_bytes=_uint(get("max-request-bytes"), "max-request-bytes"),
             max_txn_ops=_uint(get("max-txn-ops"), "max-txn-ops"),
             max_concurrent_streams=_uint32(get("max-concurrent-streams"), "max-concurrent-streams"),
+            initial_corrupt_check=_truthy(get("experimental-initial-corrupt-check")),
             auto_compaction_mode=mode,
             auto_compaction_retention=retention,
             log_level=log_level,

@@ -19,7 +19,12 @@ LEVELS = {
     "panic": logging.CRITICAL,
     "fatal": logging.CRITICAL,
 }
-NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn"}
+NAMES = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warn",
+    logging.CRITICAL: "fatal",
+}
 
 
 class JsonFormatter(logging.Formatter):

@@ -31,6 +31,7 @@ from etcdcore.server.config import (
     help_text,
     parse_compaction_retention,
 )
+from etcdcore.server.corrupt_check import DataInconsistency, check_initial_hash
 from etcdcore.server.logs import LEVELS, configure_logging
 from etcdcore.server.tls import client_credentials, core_tls
 from etcdcore.server.tls import resolve as resolve_tls
@@ -337,6 +338,7 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
 
 def _run_core(cfg: ServerConfig, jwt: JwtTokens | None, client_port_socket: str | None) -> int:
     """Start the core, serve until told to stop, stop it; the exit code."""
+    initialized = member_initialized(cfg.data_dir)
     core = Core(core_config(cfg, jwt, client_port_socket))
     try:
         core.start()
@@ -345,6 +347,17 @@ def _run_core(cfg: ServerConfig, jwt: JwtTokens | None, client_port_socket: str 
         log.error("failed to start", extra=_fields(error=message))
         _stop_quietly(core)
         return 1
+    # etcd checks a member that has data; a new one has nothing to compare.
+    if cfg.initial_corrupt_check and initialized:
+        credentials = client_credentials(cfg.client_tls) if cfg.client_tls_enabled() else None
+        try:
+            asyncio.run(check_initial_hash(core, cfg.election_timeout, credentials))
+        except DataInconsistency as e:
+            log.error("checkInitialHashKV failed", extra=_fields(error=str(e)))
+            # etcd 3.5 reports every start-up failure under this message.
+            log.critical("discovery failed", extra=_fields(error=str(e)))
+            _stop_quietly(core)
+            return 1
     cluster_id, member_id, _, _ = core.header()
     log.info(
         "started etcdcore member",
