@@ -387,10 +387,10 @@ impl<IO: AsyncRead + Unpin> AsyncRead for AuthorityFix<IO> {
             if read.filled().is_empty() {
                 // The client is gone: hand on whatever it left half-sent.
                 this.eof = true;
-                let rest = this.input.split();
-                this.output.unsplit(rest);
                 let raw = std::mem::take(&mut this.block.raw);
                 this.output.unsplit(raw);
+                let rest = this.input.split();
+                this.output.unsplit(rest);
                 continue;
             }
             this.input.extend_from_slice(read.filled());
@@ -572,6 +572,15 @@ mod tests {
         ));
         let out = pass(input.clone()).await;
         assert!(out.ends_with(&frame(HEADERS, END_HEADERS, 1, b"\xff\xff")));
+    }
+
+    #[tokio::test]
+    async fn a_connection_cut_inside_a_header_block_hands_on_what_came() {
+        let b = block(&[(b":method", b"POST"), (b":authority", b"h:1")]);
+        let mut input = PREFACE.to_vec();
+        input.extend(frame(HEADERS, 0, 1, &b));
+        input.extend(&frame(CONTINUATION, END_HEADERS, 1, b"\x82")[..5]);
+        assert_eq!(pass(input.clone()).await, input);
     }
 
     #[test]
