@@ -172,6 +172,9 @@ async def serve(
         stop.set()
 
     bridge.on_removed(on_removed)
+    # Registered before the bridge is attached: publish may finish at once.
+    published = asyncio.Event()
+    bridge.on_published(published.set)
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
@@ -191,7 +194,7 @@ async def serve(
         client_port_socket,
     )
     await http.start()
-    bridge.on_published(lambda: log_ready(core, cfg))
+    announce = asyncio.ensure_future(_log_when_published(published, core, cfg))
     if on_ready is not None:
         on_ready()
     try:
@@ -200,6 +203,7 @@ async def serve(
             "received signal; shutting down",
             extra=_fields(signal=received[0] if received else "?"),
         )
+        announce.cancel()
         await http.stop()
         if compaction is not None:
             compaction.cancel()
@@ -212,6 +216,11 @@ async def serve(
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+
+
+async def _log_when_published(published: asyncio.Event, core: Core, cfg: ServerConfig) -> None:
+    await published.wait()
+    log_ready(core, cfg)
 
 
 def log_ready(core: Core, cfg: ServerConfig) -> None:
