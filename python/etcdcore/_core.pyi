@@ -9,6 +9,7 @@ Every method that waits on Raft releases the GIL; call those from an executor
 thread when on the asyncio loop.
 """
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 class CoreError(Exception):
@@ -24,8 +25,9 @@ class TlsConfig:
     """One side's TLS (client or peer listeners, outgoing peer connections):
     PEM certificate and key files, the CA that verifies the other side
     (client certificates are required when ``client_cert_auth``), the Go
-    names of allowed TLS 1.2 cipher suites (all when empty) and the lowest
-    version ("TLS1.2" or "TLS1.3")."""
+    names of allowed TLS 1.2 cipher suites (all when empty), the lowest
+    version ("TLS1.2" or "TLS1.3") and a certificate revocation list whose
+    listed client certificates are refused (etcd's --client-crl-file)."""
 
     def __init__(
         self,
@@ -36,6 +38,7 @@ class TlsConfig:
         client_cert_auth: bool,
         cipher_suites: list[str],
         min_version: str,
+        crl_file: str = "",
     ) -> None: ...
 
 class CoreConfig:
@@ -90,6 +93,7 @@ class JwtTokens:
 #   ("events", revision, event_batch_bytes)    an applied batch (etcdcore.EventBatch)
 #   ("leader", is_leader, term)                this member's leadership changed
 #   ("removed",)                               this member was removed from the cluster
+#   ("published",)                             this member's name and client URLs are committed
 BridgeItem = (
     tuple[Literal["unary"], int, str, bytes]
     | tuple[Literal["open"], int, str]
@@ -99,6 +103,7 @@ BridgeItem = (
     | tuple[Literal["events"], int, bytes]
     | tuple[Literal["leader"], bool, int]
     | tuple[Literal["removed"]]
+    | tuple[Literal["published"]]
 )
 
 class Core:
@@ -254,3 +259,20 @@ def bbolt_write(
     """Write ``buckets`` (name -> (key, value) pairs, in any order; a key
     given twice is a ValueError) as a new bbolt file, with etcd's snapshot
     SHA-256 trailer when ``sha256_trailer``; returns the file's size."""
+
+class Gateway:
+    """etcd's L4 gateway (``etcdcore gateway start``), running in the core."""
+
+    def __init__(
+        self,
+        listener_fd: int,
+        endpoints: list[tuple[str, int, int]],
+        retry_delay_seconds: float,
+        on_event: Callable[[str, str, str], None],
+    ) -> None:
+        """Serve the listening socket ``listener_fd`` (owned from now on),
+        forwarding each connection to one of ``endpoints`` ((host:port, SRV
+        priority, SRV weight)). ``on_event(kind, address, error)``: kind is
+        "deactivated", "reactivate-failed" or "activated"."""
+    def stop(self) -> None:
+        """Stop accepting and drop every proxied connection."""

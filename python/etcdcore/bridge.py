@@ -33,6 +33,7 @@ StreamHandler = Callable[["Stream"], Awaitable[None]]
 EventsListener = Callable[[int, bytes], None]
 LeaderListener = Callable[[bool, int], None]
 RemovedListener = Callable[[], None]
+PublishedListener = Callable[[], None]
 
 
 class EtcdError(Exception):
@@ -143,6 +144,7 @@ class Bridge:
         self._events: list[EventsListener] = []
         self._leader: list[LeaderListener] = []
         self._removed: list[RemovedListener] = []
+        self._published: list[PublishedListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._fd = -1
         self._outbox: list[tuple[int, bytes]] = []
@@ -168,6 +170,11 @@ class Bridge:
     def on_removed(self, listener: RemovedListener) -> None:
         """Call ``listener()`` once this member has been removed from the cluster."""
         self._removed.append(listener)
+
+    def on_published(self, listener: PublishedListener) -> None:
+        """Call ``listener()`` once this member's name and client URLs are
+        committed and visible in the member list (etcd's publish)."""
+        self._published.append(listener)
 
     # -- running -----------------------------------------------------------------
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -235,6 +242,9 @@ class Bridge:
             elif kind == "removed":
                 for on_removed in self._removed:
                     on_removed()
+            elif kind == "published":
+                for on_published in self._published:
+                    on_published()
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

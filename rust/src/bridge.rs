@@ -51,6 +51,9 @@ pub enum Item {
     },
     /// This member was removed from the cluster and has stopped serving.
     Removed,
+    /// This member's name and client URLs were committed and applied (etcd's
+    /// publish): the moment etcd becomes ready to serve clients.
+    Published,
 }
 
 pub type StreamSender = mpsc::UnboundedSender<Result<Bytes, Status>>;

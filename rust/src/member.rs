@@ -273,12 +273,12 @@ impl Member {
                 return Err(StartError(e.to_string()));
             }
         };
-        tasks.push(runtime.spawn(publish(
-            handle,
-            self.cfg.name.clone(),
-            self.cfg.client_urls.clone(),
-            self.cfg.election,
-        )));
+        let (name, client_urls) = (self.cfg.name.clone(), self.cfg.client_urls.clone());
+        let (bridge, every) = (self.bridge.clone(), self.cfg.election);
+        tasks.push(runtime.spawn(async move {
+            publish(handle, name, client_urls, every).await;
+            bridge.push(crate::bridge::Item::Published);
+        }));
         self.tasks = tasks;
         self.peer_tasks = peer_tasks;
         self.shutdown = Some(tx);
@@ -685,14 +685,17 @@ impl Member {
 
 /// etcd's publish: once the member runs, it proposes its name and client URLs
 /// so every member's MemberList shows them; retried until it is applied.
+/// Proposed even when a restarted member's state already shows them, as etcd
+/// does: returning means the cluster has a leader and committed the entry.
 async fn publish(node: NodeHandle, name: String, client_urls: Vec<String>, every: Duration) {
+    let mut applied = false;
     loop {
         let current = {
             let sm = node.shared.sm.read().expect("state poisoned");
             sm.membership.get(node.config.id).cloned()
         };
         match current {
-            Some(m) if m.name == name && m.client_urls == client_urls => return,
+            Some(m) if applied && m.name == name && m.client_urls == client_urls => return,
             Some(_) => {}
             // Not a member (yet): a joiner waits for the leader's snapshot.
             None => {
@@ -705,8 +708,9 @@ async fn publish(node: NodeHandle, name: String, client_urls: Vec<String>, every
             name: name.clone(),
             client_urls: client_urls.clone(),
         });
-        if node.propose(request).await.is_err() {
-            tokio::time::sleep(every).await;
+        match node.propose(request).await {
+            Ok(_) => applied = true,
+            Err(_) => tokio::time::sleep(every).await,
         }
     }
 }

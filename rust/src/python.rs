@@ -107,7 +107,7 @@ pub struct TlsConfig {
 #[pymethods]
 impl TlsConfig {
     #[new]
-    #[pyo3(signature = (*, cert_file, key_file, trusted_ca_file, client_cert_auth, cipher_suites, min_version))]
+    #[pyo3(signature = (*, cert_file, key_file, trusted_ca_file, client_cert_auth, cipher_suites, min_version, crl_file=String::new()))]
     fn new(
         cert_file: String,
         key_file: String,
@@ -115,6 +115,7 @@ impl TlsConfig {
         client_cert_auth: bool,
         cipher_suites: Vec<String>,
         min_version: String,
+        crl_file: String,
     ) -> TlsConfig {
         TlsConfig {
             inner: crate::tls::TlsSettings {
@@ -124,6 +125,7 @@ impl TlsConfig {
                 client_cert_auth,
                 cipher_suites,
                 min_version,
+                crl_file,
             },
         }
     }
@@ -196,6 +198,7 @@ impl Core {
                     ("leader", is_leader, term).into_pyobject(py)?.into_any()
                 }
                 Item::Removed => ("removed",).into_pyobject(py)?.into_any(),
+                Item::Published => ("published",).into_pyobject(py)?.into_any(),
             };
             out.push(obj.unbind());
         }
@@ -564,6 +567,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Core>()?;
     m.add_class::<TlsConfig>()?;
     m.add_class::<crate::python_jwt::JwtTokens>()?;
+    m.add_class::<crate::python_gateway::Gateway>()?;
     m.add_function(wrap_pyfunction!(snapshot_status, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_restore, m)?)?;
     m.add_class::<BboltItems>()?;

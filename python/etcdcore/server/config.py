@@ -203,7 +203,7 @@ FLAGS: tuple[Flag, ...] = (
     _f("client-cert-file", use=INFO),
     _f("client-key-file", use=INFO),
     _f("client-cert-auth", "false", BOOL),
-    _f("client-crl-file", use=INFO),
+    _f("client-crl-file"),
     _f("client-cert-allowed-hostname", use=INFO),
     _f("trusted-ca-file"),
     _f("auto-tls", "false", BOOL),
@@ -215,7 +215,7 @@ FLAGS: tuple[Flag, ...] = (
     _f("peer-trusted-ca-file"),
     _f("peer-auto-tls", "false", BOOL),
     _f("self-signed-cert-validity", "1", UINT),
-    _f("peer-crl-file", use=INFO),
+    _f("peer-crl-file"),
     _f("peer-cert-allowed-cn", use=INFO),
     _f("peer-cert-allowed-hostname", use=INFO),
     _f("cipher-suites"),
@@ -250,7 +250,7 @@ FLAGS: tuple[Flag, ...] = (
     _f("auth-token-ttl", "300", UINT),
     _f("enable-grpc-gateway", "true", BOOL, INFO),
     # experimental
-    _f("experimental-initial-corrupt-check", "false", BOOL, WARN),
+    _f("experimental-initial-corrupt-check", "false", BOOL),
     _f("experimental-corrupt-check-time", "0s", DURATION, WARN),
     _f("experimental-enable-lease-checkpoint", "false", BOOL, WARN),
     _f("experimental-compaction-batch-limit", "1000", INT, WARN),
@@ -314,6 +314,8 @@ class TlsFiles:
     trusted_ca_file: str = ""
     client_cert_auth: bool = False
     auto_tls: bool = False
+    #: Certificate revocation list: client certificates it lists are refused.
+    crl_file: str = ""
 
     def empty(self) -> bool:
         """etcd's TLSInfo.Empty: no certificate to serve with."""
@@ -367,6 +369,8 @@ class ServerConfig:
     notices: list[Notice] = field(default_factory=list)
     #: HTTP/2 streams one client connection may have open at once (etcd 3.5.2+).
     max_concurrent_streams: int = MAX_UINT32
+    #: --experimental-initial-corrupt-check: compare hashes with the peers at start.
+    initial_corrupt_check: bool = False
 
     # -- parsing -----------------------------------------------------------------------
     @classmethod
@@ -522,6 +526,7 @@ class ServerConfig:
             trusted_ca_file=get("trusted-ca-file"),
             client_cert_auth=_truthy(get("client-cert-auth")),
             auto_tls=_truthy(get("auto-tls")),
+            crl_file=get("client-crl-file"),
         )
         peer_tls = TlsFiles(
             cert_file=get("peer-cert-file"),
@@ -529,6 +534,7 @@ class ServerConfig:
             trusted_ca_file=get("peer-trusted-ca-file"),
             client_cert_auth=_truthy(get("peer-client-cert-auth")),
             auto_tls=_truthy(get("peer-auto-tls")),
+            crl_file=get("peer-crl-file"),
         )
         check_tls_urls(listen_client, client_tls, "--cert-file, --key-file", "client")
         check_tls_urls(listen_peer, peer_tls, "--peer-cert-file, --peer-key-file", "peer")
@@ -571,6 +577,7 @@ class ServerConfig:
             max_request_bytes=_uint(get("max-request-bytes"), "max-request-bytes"),
             max_txn_ops=_uint(get("max-txn-ops"), "max-txn-ops"),
             max_concurrent_streams=_uint32(get("max-concurrent-streams"), "max-concurrent-streams"),
+            initial_corrupt_check=_truthy(get("experimental-initial-corrupt-check")),
             auto_compaction_mode=mode,
             auto_compaction_retention=retention,
             log_level=log_level,

@@ -113,6 +113,7 @@ def core_tls(files: TlsFiles, cfg: ServerConfig) -> TlsConfig:
         client_cert_auth=files.client_cert_auth,
         cipher_suites=cfg.cipher_suites,
         min_version=cfg.tls_min_version,
+        crl_file=files.crl_file,
     )
 
 
