@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod backend;
 pub mod bridge;
 pub mod errors;
 pub mod identity;
@@ -22,9 +23,8 @@ mod python;
 mod python_jwt;
 pub mod quota;
 pub mod raft_node;
-pub mod restore;
 pub mod server;
-pub mod snap;
+pub mod snapshot_file;
 pub mod state_machine;
 pub mod tls;
 pub mod transport;
