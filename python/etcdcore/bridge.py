@@ -33,6 +33,7 @@ StreamHandler = Callable[["Stream"], Awaitable[None]]
 EventsListener = Callable[[int, bytes], None]
 LeaderListener = Callable[[bool, int], None]
 RemovedListener = Callable[[], None]
+FailedListener = Callable[[str], None]
 
 
 class EtcdError(Exception):
@@ -143,6 +144,7 @@ class Bridge:
         self._events: list[EventsListener] = []
         self._leader: list[LeaderListener] = []
         self._removed: list[RemovedListener] = []
+        self._failed: list[FailedListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._fd = -1
         self._outbox: list[tuple[int, bytes]] = []
@@ -168,6 +170,11 @@ class Bridge:
     def on_removed(self, listener: RemovedListener) -> None:
         """Call ``listener()`` once this member has been removed from the cluster."""
         self._removed.append(listener)
+
+    def on_failed(self, listener: FailedListener) -> None:
+        """Call ``listener(reason)`` once this member stopped for good after a
+        WAL or backend failure."""
+        self._failed.append(listener)
 
     # -- running -----------------------------------------------------------------
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -235,6 +242,9 @@ class Bridge:
             elif kind == "removed":
                 for on_removed in self._removed:
                     on_removed()
+            elif kind == "failed":
+                for on_failed in self._failed:
+                    on_failed(item[1])
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -51,6 +51,11 @@ pub enum Item {
     },
     /// This member was removed from the cluster and has stopped serving.
     Removed,
+    /// This member stopped for good after a failure (a WAL or backend write
+    /// that failed): the process must exit.
+    Failed {
+        reason: String,
+    },
 }
 
 pub type StreamSender = mpsc::UnboundedSender<Result<Bytes, Status>>;

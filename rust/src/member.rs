@@ -112,6 +112,8 @@ pub struct Member {
     /// The peer listeners: stopped at once, as the other members' streams
     /// into them never end by themselves.
     peer_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Why the node stopped for good, kept once the node is gone.
+    failure: Option<String>,
 }
 
 /// A failure to start, with a message for the operator.
@@ -158,6 +160,7 @@ impl Member {
             shutdown: None,
             tasks: Vec::new(),
             peer_tasks: Vec::new(),
+            failure: None,
         })
     }
 
@@ -388,7 +391,17 @@ impl Member {
         if let Some(mut node) = self.node.take() {
             node.stop();
         }
-        self.handle = None;
+        if let Some(h) = self.handle.take() {
+            self.failure = h.shared.failure.get().cloned();
+        }
+    }
+
+    /// Why the member stopped for good (a failed WAL or backend write).
+    pub fn failure(&self) -> Option<String> {
+        match &self.handle {
+            Some(h) => h.shared.failure.get().cloned(),
+            None => self.failure.clone(),
+        }
     }
 
     fn stop_transport(&mut self) {

@@ -200,6 +200,7 @@ impl Core {
                     ("leader", is_leader, term).into_pyobject(py)?.into_any()
                 }
                 Item::Removed => ("removed",).into_pyobject(py)?.into_any(),
+                Item::Failed { reason } => ("failed", reason).into_pyobject(py)?.into_any(),
             };
             out.push(obj.unbind());
         }
@@ -346,6 +347,11 @@ impl Core {
     fn compact(&self, py: Python<'_>, revision: i64) -> PyResult<i64> {
         py.allow_threads(|| self.with(|m| m.compact(revision)))
             .map_err(core_err)
+    }
+
+    /// Why the member stopped for good, if it did (a disk failure).
+    fn failure(&self) -> Option<String> {
+        self.with(|m| m.failure())
     }
 
     fn is_leader(&self) -> bool {

@@ -222,6 +222,8 @@ impl SavedState {
             finished_compaction: -1,
             ..Default::default()
         };
+        // etcd's auth store starts at revision 1 (before anything is saved).
+        s.auth.revision = 1;
         let bad = |what: String| rtx.backend.error(what);
         rtx.for_each(schema::META, &mut |k, v| {
             s.bytes += entry_bytes(k, v);

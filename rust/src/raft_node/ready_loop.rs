@@ -240,15 +240,26 @@ impl ReadyLoop {
             self.answer_no_space();
             // etcd's gauge counts proposals from their hand-off to Raft to
             // their answer; ours also those waiting for a leader to hand to.
-            self.cfg.metrics.proposals_pending.store(
-                (self.deadlines.len() + self.stalled.len()) as u64,
-                Ordering::Relaxed,
-            );
+            let handed = self
+                .shared
+                .proposals
+                .lock()
+                .expect("proposals poisoned")
+                .len();
+            self.cfg
+                .metrics
+                .proposals_pending
+                .store((handed + self.stalled.len()) as u64, Ordering::Relaxed);
             if self.shared.removed.load(Ordering::Acquire) || self.shared.stopped() {
                 self.stopping = true;
             }
             if self.stopping {
                 self.shutdown();
+                if let Some(reason) = self.shared.failure.get() {
+                    self.bridge.push(Item::Failed {
+                        reason: reason.clone(),
+                    });
+                }
                 return;
             }
         }
