@@ -101,14 +101,13 @@ def test_a_restart_after_kill9_reapplies_only_what_the_backend_lacked(tmp_path: 
             r = stub.Put(rpc_pb2.PutRequest(key=key, value=str(i).encode()))
             acked[key] = (str(i).encode(), r.header.revision)
         txn = rpc_pb2.TxnRequest(
-            success=[
-                rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=b"k0"))
-            ]
+            success=[rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=b"k0"))]
         )
         last = stub.Txn(txn).header.revision
         m.kill9()
         m.start()
-        got = {kv_.key: kv_ for kv_ in kv(m).Range(rpc_pb2.RangeRequest(key=b"k", range_end=b"l")).kvs}
+        found = kv(m).Range(rpc_pb2.RangeRequest(key=b"k", range_end=b"l")).kvs
+        got = {x.key: x for x in found}
         assert b"k0" not in got
         for key, (value, rev) in acked.items():
             if key == b"k0":
