@@ -611,7 +611,9 @@ impl Member {
             .node()?
             .propose_blocking(Request::Compaction(CompactionRequest {
                 revision,
-                physical: true,
+                // As etcd's compactor: the answer does not wait for the
+                // versions to be removed.
+                physical: false,
             }))?;
         Ok(a.revision)
     }

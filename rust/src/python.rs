@@ -479,7 +479,12 @@ fn snapshot_restore(
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let _ = pyo3_log::try_init();
+    // Debug and trace records are not forwarded to Python: the crates under
+    // tonic log on every request at those levels, and each record would cost
+    // a look-up of its Python logger (a few percent of a busy server's CPU).
+    let _ = pyo3_log::Logger::default()
+        .filter(log::LevelFilter::Info)
+        .install();
     m.add("CoreError", m.py().get_type::<CoreError>())?;
     m.add_class::<CoreConfig>()?;
     m.add_class::<Core>()?;

@@ -29,6 +29,7 @@ use crate::bridge::{Bridge, Item};
 use crate::errors;
 use crate::membership::Change;
 use crate::mvcc::PrevValues;
+use crate::pb::internal::internal_request::Request;
 use crate::pb::internal::{ConfChangeContext, EventBatch, InternalRequest, MemberRecord};
 use crate::pb::mvccpb::Event;
 use crate::quota::{self, Quota};
@@ -79,6 +80,9 @@ pub(super) struct Applier {
     /// Entries up to here were committed before this start: re-applying
     /// them must not raise alarms again (one may have been disarmed since).
     replayed_until: u64,
+    /// Compactions asked for with `physical: true`: their callers are
+    /// answered once the versions are removed, as etcd answers them.
+    physical_waiters: Vec<(i64, ProposalReply, Result<Applied, Status>)>,
     /// Entries applied since the last durable commit, and when that was.
     since_durable: u64,
     last_durable: Instant,
@@ -114,6 +118,7 @@ impl Applier {
             jobs,
             quota,
             replayed_until,
+            physical_waiters: Vec::new(),
             since_durable: 0,
             last_durable: Instant::now(),
             last_compaction_step: Instant::now(),
@@ -293,7 +298,12 @@ impl Applier {
                                 revision,
                                 term,
                             });
-                            answers.push((reply, answer));
+                            match request {
+                                Request::Compaction(c) if c.physical && answer.is_ok() => {
+                                    self.physical_waiters.push((c.revision, reply, answer))
+                                }
+                                _ => answers.push((reply, answer)),
+                            }
                         }
                     }
                     EntryType::EntryConfChange => {
@@ -424,6 +434,13 @@ impl Applier {
         self.last_compaction_step = Instant::now();
         if done {
             log::info!("finished scheduled compaction at revision {}", job.rev);
+            let (finished, waiting) = std::mem::take(&mut self.physical_waiters)
+                .into_iter()
+                .partition(|(rev, _, _)| *rev <= job.rev);
+            self.physical_waiters = waiting;
+            for (_, reply, answer) in finished {
+                let _ = reply.send(answer);
+            }
         } else {
             let mut sm = self.shared.sm.write().expect("state poisoned");
             sm.compactions.push_front(job);
@@ -575,6 +592,9 @@ impl Applier {
 
     /// Answers whoever still waits for a proposal: the member is stopping.
     fn shutdown(&mut self) {
+        for (_, reply, _) in self.physical_waiters.drain(..) {
+            let _ = reply.send(Err(errors::stopped()));
+        }
         let waiting: Vec<ProposalReply> = self
             .shared
             .proposals

@@ -108,6 +108,37 @@ fn no_event_batches_while_the_feed_is_off() {
 }
 
 #[test]
+fn a_read_in_progress_does_not_hold_up_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(
+        config(dir.path(), 1000),
+        Arc::new(Bridge::new().unwrap()),
+        None,
+    )
+    .unwrap();
+    let h = node.handle();
+    h.propose_blocking(put("a", "1")).unwrap();
+    let req = RangeRequest {
+        key: b"a".to_vec(),
+        ..Default::default()
+    };
+    // A reader plans on the index and takes its read transaction...
+    let (plan, rtx) = {
+        let sm = h.shared.sm.read().unwrap();
+        let plan = sm.store.plan_range(&req, sm.store.current_revision()).unwrap();
+        (plan, sm.read().unwrap())
+    };
+    // ...and while it holds them, writes are applied and answered.
+    for i in 2..10 {
+        h.propose_blocking(put("a", &i.to_string())).unwrap();
+    }
+    assert_eq!(value_of(&node, "a"), Some(b"9".to_vec()));
+    // The reader still sees the state it started with.
+    assert_eq!(plan.read(rtx.key_bucket()).unwrap().kvs[0].value, b"1");
+    node.stop();
+}
+
+#[test]
 fn restart_recovers_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     {
