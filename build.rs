@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let api = [
         "proto/mvccpb/kv.proto",
         "proto/authpb/auth.proto",
+        "proto/leasepb/lease.proto",
         "proto/etcdserverpb/rpc.proto",
     ];
     let internal = ["proto/etcdcore/internal.proto", "proto/etcdcore/peer.proto"];

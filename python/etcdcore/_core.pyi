@@ -227,3 +227,33 @@ def snapshot_restore(
     """Write a new data dir for member ``name`` of ``initial_cluster`` holding
     the snapshot file's keys, revisions and leases; CoreError when the data
     dir has content, the name is not in the cluster or a checksum fails."""
+
+# -- bbolt files: etcd's backend and snapshot format ---------------------------
+# Errors: ValueError for a corrupt file (the message names the page, offset and
+# what is wrong) or data bbolt cannot hold, OSError for I/O, KeyError for a
+# missing bucket.
+
+def bbolt_buckets(path: str) -> list[bytes]:
+    """The top-level bucket names of a bbolt file (an etcd data dir's
+    ``member/snap/db``, or a snapshot: its SHA-256 trailer is ignored here),
+    in bbolt's byte order."""
+
+class BboltItems:
+    """A bucket's entries in key order, read page by page from the file."""
+
+    def __iter__(self) -> BboltItems: ...
+    def __next__(self) -> tuple[bytes, bytes | None]:
+        """(key, value); the value is None for a nested bucket, as bbolt's ForEach."""
+
+def bbolt_items(path: str, bucket: bytes) -> BboltItems:
+    """The entries of the top-level bucket ``bucket`` of a bbolt file."""
+
+def bbolt_write(
+    path: str,
+    buckets: dict[bytes, list[tuple[bytes, bytes]]],
+    *,
+    sha256_trailer: bool = False,
+) -> int:
+    """Write ``buckets`` (name -> (key, value) pairs, in any order; a key
+    given twice is a ValueError) as a new bbolt file, with etcd's snapshot
+    SHA-256 trailer when ``sha256_trailer``; returns the file's size."""

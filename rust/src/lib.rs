@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod bbolt;
 pub mod bridge;
 pub mod errors;
 pub mod identity;

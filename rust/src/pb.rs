@@ -9,6 +9,10 @@ pub mod mvccpb {
 pub mod authpb {
     tonic::include_proto!("authpb");
 }
+/// etcd's backend record of a lease (the "lease" bucket's values).
+pub mod leasepb {
+    tonic::include_proto!("leasepb");
+}
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
 }

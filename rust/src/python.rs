@@ -7,7 +7,7 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyKeyError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use tonic::Status;
@@ -477,6 +477,91 @@ fn snapshot_restore(
         .map_err(|e| CoreError::new_err((2, e)))
 }
 
+fn bbolt_err(e: crate::bbolt::Error) -> PyErr {
+    match e {
+        crate::bbolt::Error::Io { .. } => PyOSError::new_err(e.to_string()),
+        e => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// The top-level bucket names of a bbolt file (an etcd db or snapshot).
+#[pyfunction]
+fn bbolt_buckets<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    let names = py
+        .allow_threads(|| crate::bbolt::Db::open(&path)?.buckets())
+        .map_err(bbolt_err)?;
+    Ok(names.iter().map(|n| PyBytes::new(py, n)).collect())
+}
+
+/// (key, value), the value None for a nested bucket.
+type BboltEntry<'py> = (Bound<'py, PyBytes>, Option<Bound<'py, PyBytes>>);
+
+/// A bucket's entries in key order, read page by page.
+#[pyclass(module = "etcdcore._core")]
+pub struct BboltItems {
+    cursor: crate::bbolt::Cursor<crate::bbolt::FileSource>,
+}
+
+#[pymethods]
+impl BboltItems {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// (key, value), or (name, None) for a nested bucket, as bbolt's ForEach.
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<BboltEntry<'py>>> {
+        let entry = self.cursor.next().map_err(bbolt_err)?;
+        Ok(entry.map(|e| {
+            let value = (!e.is_bucket()).then(|| PyBytes::new(py, e.value));
+            (PyBytes::new(py, e.key), value)
+        }))
+    }
+}
+
+/// The entries of top-level bucket `bucket` of a bbolt file.
+#[pyfunction]
+fn bbolt_items(py: Python<'_>, path: PathBuf, bucket: Vec<u8>) -> PyResult<BboltItems> {
+    let found = py
+        .allow_threads(|| crate::bbolt::Db::open(&path)?.bucket(&bucket))
+        .map_err(bbolt_err)?;
+    let b = found.ok_or_else(|| {
+        PyKeyError::new_err(format!("no bucket {:?}", String::from_utf8_lossy(&bucket)))
+    })?;
+    Ok(BboltItems { cursor: b.cursor() })
+}
+
+/// Writes `buckets` (name -> (key, value) pairs, any order) as a bbolt file,
+/// with etcd's SHA-256 trailer when `sha256_trailer`; returns its size.
+#[pyfunction]
+#[pyo3(signature = (path, buckets, *, sha256_trailer=false))]
+fn bbolt_write(
+    py: Python<'_>,
+    path: PathBuf,
+    buckets: &Bound<'_, PyDict>,
+    sha256_trailer: bool,
+) -> PyResult<u64> {
+    let mut src = crate::bbolt::InMemory::new();
+    for (name, items) in buckets.iter() {
+        let name = name.downcast::<PyBytes>()?.as_bytes();
+        let bucket = src.bucket(name);
+        for item in items.try_iter()? {
+            let (k, v): (Bound<'_, PyBytes>, Bound<'_, PyBytes>) = item?.extract()?;
+            if bucket
+                .insert(k.as_bytes().to_vec(), v.as_bytes().to_vec())
+                .is_some()
+            {
+                return Err(PyValueError::new_err(format!(
+                    "bucket {:?}: key {:?} given twice",
+                    String::from_utf8_lossy(name),
+                    String::from_utf8_lossy(k.as_bytes())
+                )));
+            }
+        }
+    }
+    py.allow_threads(|| crate::bbolt::write_file(&path, &mut src, sha256_trailer))
+        .map_err(bbolt_err)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Debug and trace records are not forwarded to Python: the crates under
@@ -492,5 +577,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<crate::python_jwt::JwtTokens>()?;
     m.add_function(wrap_pyfunction!(snapshot_status, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_restore, m)?)?;
+    m.add_class::<BboltItems>()?;
+    m.add_function(wrap_pyfunction!(bbolt_buckets, m)?)?;
+    m.add_function(wrap_pyfunction!(bbolt_items, m)?)?;
+    m.add_function(wrap_pyfunction!(bbolt_write, m)?)?;
     Ok(())
 }

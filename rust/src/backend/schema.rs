@@ -24,6 +24,7 @@ use crate::mvcc::Revision;
 use crate::pb::authpb::{Role, User};
 use crate::pb::etcdserverpb::AlarmMember;
 use crate::pb::internal::MemberRecord;
+use crate::pb::leasepb::Lease;
 
 pub type Bucket = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -63,17 +64,6 @@ pub const AUTH_ENABLED: &[u8] = b"authEnabled";
 pub const AUTH_REVISION: &[u8] = b"authRevision";
 pub const REMOVED: &[u8] = b"removed";
 
-/// etcd's leasepb.Lease (its only use is this bucket).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct LeaseValue {
-    #[prost(int64, tag = "1")]
-    pub id: i64,
-    #[prost(int64, tag = "2")]
-    pub ttl: i64,
-    #[prost(int64, tag = "3")]
-    pub remaining_ttl: i64,
-}
-
 pub fn u64_value(v: u64) -> [u8; 8] {
     v.to_be_bytes()
 }
@@ -105,7 +95,7 @@ pub fn lease_key(id: i64) -> [u8; 8] {
 }
 
 pub fn lease_value(id: i64, ttl: i64) -> Vec<u8> {
-    LeaseValue {
+    Lease {
         id,
         ttl,
         remaining_ttl: 0,
@@ -113,8 +103,8 @@ pub fn lease_value(id: i64, ttl: i64) -> Vec<u8> {
     .encode_to_vec()
 }
 
-pub fn parse_lease(bytes: &[u8]) -> Result<LeaseValue, String> {
-    LeaseValue::decode(bytes).map_err(|e| format!("lease: {e}"))
+pub fn parse_lease(bytes: &[u8]) -> Result<Lease, String> {
+    Lease::decode(bytes).map_err(|e| format!("lease: {e}"))
 }
 
 pub fn alarm_key(a: &AlarmMember) -> Vec<u8> {

@@ -125,7 +125,10 @@ fn a_read_in_progress_does_not_hold_up_applies() {
     // A reader plans on the index and takes its read transaction...
     let (plan, rtx) = {
         let sm = h.shared.sm.read().unwrap();
-        let plan = sm.store.plan_range(&req, sm.store.current_revision()).unwrap();
+        let plan = sm
+            .store
+            .plan_range(&req, sm.store.current_revision())
+            .unwrap();
         (plan, sm.read().unwrap())
     };
     // ...and while it holds them, writes are applied and answered.
