@@ -67,6 +67,8 @@ class CoreConfig:
         peer_tls: TlsConfig | None = None,
         jwt: JwtTokens | None = None,
         client_http_gateway: str | None = None,
+        backend_batch_interval_ms: int = 0,
+        backend_batch_limit: int = 0,
     ) -> None: ...
 
 class JwtTokens:
@@ -104,6 +106,7 @@ BridgeItem = (
     | tuple[Literal["leader"], bool, int]
     | tuple[Literal["removed"]]
     | tuple[Literal["published"]]
+    | tuple[Literal["failed"], str]
 )
 
 class Core:
@@ -111,7 +114,7 @@ class Core:
 
     def __init__(self, config: CoreConfig) -> None: ...
     def start(self) -> None:
-        """Recover from the data dir (snapshot + WAL), start Raft, the peer
+        """Recover from the data dir (backend + WAL), start Raft, the peer
         transport and the listeners. With ``initial_cluster_state="existing"`` and
         a fresh data dir, first asks the other members for the cluster to join.
 
@@ -157,12 +160,12 @@ class Core:
         (never splitting a revision). CoreError(11, compacted message) when compacted."""
     def hash_kv(self, revision: int) -> tuple[int, int, int]:
         """(hash, compact_revision, hash_revision)."""
-    def snapshot(self) -> bytes:
-        """A consistent snapshot of the whole state machine: [u64 length][state][crc32c],
-        zero-padded to 512 bytes, then its SHA-256 (the trailer etcdctl checks)."""
     def defragment(self) -> tuple[int, int]:
-        """Give back the space compaction freed: db_size drops to db_size_in_use
-        (which the quota is checked against). Returns the db_size (before, after)."""
+        """Rewrite the backend file without the space compaction freed (applies
+        wait meanwhile, reads go on). Returns the file size (before, after)."""
+    def failure(self) -> str | None:
+        """Why the member stopped for good (a WAL or backend write failed), if
+        it did; the process must then exit non-zero."""
     def leases(self) -> list[tuple[int, int]]:
         """(id, granted_ttl) of every lease in the replicated lease table."""
     def lease_info(self, lease_id: int) -> tuple[int, list[bytes]] | None:
@@ -213,12 +216,12 @@ class Core:
     def internal_token(self) -> str:
         """The token this process's own clients send to pass the auth checks."""
 
-def snapshot_status(data: bytes) -> tuple[int, int, int, int]:
-    """(hash, revision, total keys, total size) of a snapshot file's contents;
-    CoreError when its checksums do not hold."""
+def snapshot_status(path: str) -> tuple[int, int, int, int]:
+    """(hash, revision, total keys, total size) of a snapshot file, read in
+    pieces; CoreError when its checksums do not hold."""
 
 def snapshot_restore(
-    data: bytes,
+    path: str,
     *,
     data_dir: str,
     name: str,

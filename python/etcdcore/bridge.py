@@ -34,6 +34,7 @@ EventsListener = Callable[[int, bytes], None]
 LeaderListener = Callable[[bool, int], None]
 RemovedListener = Callable[[], None]
 PublishedListener = Callable[[], None]
+FailedListener = Callable[[str], None]
 
 
 class EtcdError(Exception):
@@ -145,6 +146,7 @@ class Bridge:
         self._leader: list[LeaderListener] = []
         self._removed: list[RemovedListener] = []
         self._published: list[PublishedListener] = []
+        self._failed: list[FailedListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._fd = -1
         self._outbox: list[tuple[int, bytes]] = []
@@ -175,6 +177,11 @@ class Bridge:
         """Call ``listener()`` once this member's name and client URLs are
         committed and visible in the member list (etcd's publish)."""
         self._published.append(listener)
+
+    def on_failed(self, listener: FailedListener) -> None:
+        """Call ``listener(reason)`` once this member stopped for good after a
+        WAL or backend failure."""
+        self._failed.append(listener)
 
     # -- running -----------------------------------------------------------------
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -245,6 +252,9 @@ class Bridge:
             elif kind == "published":
                 for on_published in self._published:
                     on_published()
+            elif kind == "failed":
+                for on_failed in self._failed:
+                    on_failed(item[1])
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

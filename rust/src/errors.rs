@@ -19,6 +19,7 @@ pub const LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
 pub const NO_LEADER: &str = "etcdserver: no leader";
 pub const STOPPED: &str = "etcdserver: server stopped";
 pub const TIMEOUT: &str = "etcdserver: request timed out";
+pub const TOO_MANY_REQUESTS: &str = "etcdserver: too many requests";
 pub const NOT_LEADER: &str = "etcdserver: not leader";
 pub const NOT_FOR_LEARNER: &str = "etcdserver: rpc not supported for learner";
 pub const BAD_LEADER_TRANSFEREE: &str = "etcdserver: bad leader transferee";
@@ -42,6 +43,11 @@ pub fn no_leader() -> Status {
 
 pub fn stopped() -> Status {
     Status::new(Code::Unavailable, STOPPED)
+}
+
+/// The applier is far behind what committed (etcd's ErrTooManyRequests).
+pub fn too_many_requests() -> Status {
+    Status::new(Code::ResourceExhausted, TOO_MANY_REQUESTS)
 }
 
 pub fn timed_out() -> Status {

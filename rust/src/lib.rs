@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod backend;
 pub mod bbolt;
 pub mod bridge;
 pub mod errors;
@@ -25,9 +26,8 @@ mod python_gateway;
 mod python_jwt;
 pub mod quota;
 pub mod raft_node;
-pub mod restore;
 pub mod server;
-pub mod snap;
+pub mod snapshot_file;
 pub mod state_machine;
 pub mod tls;
 pub mod tls_verify;

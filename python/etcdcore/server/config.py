@@ -146,8 +146,18 @@ FLAGS: tuple[Flag, ...] = (
     _f("initial-election-tick-advance", "true", BOOL, INFO),
     _f("quota-backend-bytes", "0", INT, help="Backend size quota (0 = 2 GiB, <0 = none)."),
     _f("backend-bbolt-freelist-type", "map", STR, INFO),
-    _f("backend-batch-interval", "0s", DURATION, INFO),
-    _f("backend-batch-limit", "0", INT, INFO),
+    _f(
+        "backend-batch-interval",
+        "0s",
+        DURATION,
+        help="Longest time before a backend commit is made durable (0 = 100ms).",
+    ),
+    _f(
+        "backend-batch-limit",
+        "0",
+        INT,
+        help="Most applied entries before a backend commit is made durable (0 = 10000).",
+    ),
     _f("max-txn-ops", "128", UINT, help="Maximum operations in one txn."),
     _f("max-request-bytes", "1572864", UINT, help="Maximum client request size in bytes."),
     _f(
@@ -371,6 +381,10 @@ class ServerConfig:
     max_concurrent_streams: int = MAX_UINT32
     #: --experimental-initial-corrupt-check: compare hashes with the peers at start.
     initial_corrupt_check: bool = False
+    #: --backend-batch-interval in seconds and --backend-batch-limit (0: etcd's
+    #: defaults, 100ms and 10000).
+    backend_batch_interval: float = 0.0
+    backend_batch_limit: int = 0
 
     # -- parsing -----------------------------------------------------------------------
     @classmethod
@@ -578,6 +592,8 @@ class ServerConfig:
             max_txn_ops=_uint(get("max-txn-ops"), "max-txn-ops"),
             max_concurrent_streams=_uint32(get("max-concurrent-streams"), "max-concurrent-streams"),
             initial_corrupt_check=_truthy(get("experimental-initial-corrupt-check")),
+            backend_batch_interval=max(0.0, go_duration_seconds(get("backend-batch-interval"))),
+            backend_batch_limit=max(0, parse_go_int(get("backend-batch-limit"), signed=True)),
             auto_compaction_mode=mode,
             auto_compaction_retention=retention,
             log_level=log_level,
@@ -609,6 +625,10 @@ class ServerConfig:
     def peer_listen_addresses(self) -> list[str]:
         """``host:port`` of each --listen-peer-urls entry ("localhost" -> 127.0.0.1)."""
         return [listen_address(u) for u in self.listen_peer_urls]
+
+    def backend_batch_interval_ms(self) -> int:
+        """--backend-batch-interval in whole milliseconds (0: the default)."""
+        return round(self.backend_batch_interval * 1000)
 
     def effective_quota_bytes(self) -> int:
         """The backend quota in bytes: etcd's default for 0, unlimited for negative."""
@@ -1022,11 +1042,16 @@ def parse_compaction_retention(mode: str, retention: str) -> float:
         raise ConfigError(
             f'error parsing CompactionRetention: time: invalid duration "{retention}"'
         )
+    return go_duration_seconds(retention)
+
+
+def go_duration_seconds(text: str) -> float:
+    """A Go duration (already checked against ``_DURATION``) in seconds."""
     total = 0.0
     units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-    for number, unit in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)", retention):
+    for number, unit in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)", text):
         total += float(number) * units[unit]
-    return -total if retention.startswith("-") else total
+    return -total if text.startswith("-") else total
 
 
 def help_text() -> str:

@@ -92,6 +92,8 @@ def core_config(
         max_txn_ops=cfg.max_txn_ops,
         max_concurrent_streams=cfg.max_concurrent_streams,
         quota_backend_bytes=cfg.effective_quota_bytes(),
+        backend_batch_interval_ms=cfg.backend_batch_interval_ms(),
+        backend_batch_limit=cfg.backend_batch_limit,
         heartbeat_ms=cfg.heartbeat_interval,
         election_ms=cfg.election_timeout,
         client_tls=core_tls(cfg.client_tls, cfg) if cfg.client_tls_enabled() else None,
@@ -171,10 +173,18 @@ async def serve(
         received.append("removed")
         stop.set()
 
+    def on_failed(reason: str) -> None:
+        # etcd logs a fatal line and exits: a member that can no longer make
+        # its state durable must not go on answering.
+        log.error("the member stopped after a failure", extra=_fields(error=reason))
+        received.append("failure")
+        stop.set()
+
     bridge.on_removed(on_removed)
     # Registered before the bridge is attached: publish may finish at once.
     published = asyncio.Event()
     bridge.on_published(published.set)
+    bridge.on_failed(on_failed)
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
@@ -390,6 +400,8 @@ def _run_core(cfg: ServerConfig, jwt: JwtTokens | None, client_port_socket: str 
     finally:
         log.info("stopping server", extra=_fields(**{"local-member-id": f"{member_id:x}"}))
         _stop_quietly(core)
+    if core.failure() is not None:
+        code = 1
     log.info("stopped server", extra=_fields(**{"local-member-id": f"{member_id:x}"}))
     return code
 

@@ -9,18 +9,16 @@ against a running etcd 3.5.1):
 - ``Alarm``: goes through Raft like etcd. GET lists the alarms of the asked type
   (every member's; ``memberID`` is not a filter); ACTIVATE of NONE and
   DEACTIVATE of member 0 / type NONE change nothing and answer no alarms.
-- ``Hash`` / ``HashKV``: the core's own hash (not bbolt's); header revision is
-  the store's current revision; ``compact_revision`` is -1 before the first
-  compaction. Compacted / future revisions fail with etcd's OutOfRange texts
-  (from the core).
-- ``Snapshot``: 32 KiB ``blob`` chunks with ``remaining_bytes`` counting down to
-  0, then one last message carrying the SHA-256 of everything sent; no
-  headers. ``etcdctl snapshot save`` requires ``size % 512 == 32``; the core's
-  snapshot blob is already padded and digested that way (``Core.snapshot``).
+- ``Hash`` / ``HashKV``: the CRC-32C over the key bucket that etcd computes
+  (rust/src/mvcc/hash.rs); header revision is the store's current revision;
+  ``compact_revision`` is -1 before the first compaction. Compacted / future
+  revisions fail with etcd's OutOfRange texts (from the core).
+- ``Snapshot`` is served by the core itself (rust/src/server/snapshot.rs): the
+  backend streamed from one read transaction, never through Python.
 - ``Defragment`` and ``MoveLeader`` answer an empty response (no header), as
-  etcd does. Defragment gives back what compaction freed: ``dbSize`` (the
-  high-water mark of ``dbSizeInUse``, like a bbolt file) drops to ``dbSizeInUse``,
-  and the backend quota is checked against ``dbSize``.
+  etcd does. Defragment rewrites the backend file without the space compaction
+  freed: ``dbSize`` (the file's size, which the quota is checked against)
+  drops to about ``dbSizeInUse``.
 - ``Downgrade``: Unimplemented for now.
 """
 
@@ -35,20 +33,13 @@ from etcdcore.bridge import (
     UNIMPLEMENTED,
     Bridge,
     EtcdError,
-    Stream,
 )
 from etcdcore.proto.etcdserverpb import rpc_pb2
-from etcdcore.services import decode_stream_message
 from etcdcore.services.header import fill_header
 
 log = logging.getLogger("etcdcore.maintenance")
 
 SERVICE = "/etcdserverpb.Maintenance/"
-#: etcd's snapshotSendBufferSize.
-SNAPSHOT_CHUNK = 32 * 1024
-#: The core's snapshot blob ends with the SHA-256 of what precedes it (see
-#: ``Core.snapshot``); etcd sends that digest as the stream's last message.
-SHA256_BYTES = 32
 
 ERR_NO_LEADER = "etcdserver: no leader"
 ERR_DOWNGRADE = "etcdserver: downgrade is not supported by etcdcore yet"
@@ -69,22 +60,6 @@ def alarm_text(member_id: int, alarm: int) -> str:
     return f"memberID:{member_id} alarm:{name} "
 
 
-def snapshot_messages(blob: bytes) -> list[rpc_pb2.SnapshotResponse]:
-    """The SnapshotResponse messages for one core snapshot blob, in order: its
-    body in 32 KiB chunks, then its trailing SHA-256 alone, as etcd sends them."""
-    body, digest = blob[:-SHA256_BYTES], blob[-SHA256_BYTES:]
-    total = len(body)
-    out = [
-        rpc_pb2.SnapshotResponse(
-            remaining_bytes=total - min(start + SNAPSHOT_CHUNK, total),
-            blob=body[start : start + SNAPSHOT_CHUNK],
-        )
-        for start in range(0, total, SNAPSHOT_CHUNK)
-    ]
-    out.append(rpc_pb2.SnapshotResponse(remaining_bytes=0, blob=digest))
-    return out
-
-
 class MaintenanceService:
     """etcdserverpb.Maintenance over the bridge."""
 
@@ -100,7 +75,6 @@ class MaintenanceService:
         bridge.unary(SERVICE + "Defragment", self.defragment)
         bridge.unary(SERVICE + "MoveLeader", self.move_leader)
         bridge.unary(SERVICE + "Downgrade", self.downgrade)
-        bridge.streaming(SERVICE + "Snapshot", self.snapshot)
 
     async def status(self, data: bytes) -> bytes:
         """Status: version, sizes, raft state and alarm errors of this member."""
@@ -160,12 +134,12 @@ class MaintenanceService:
         return resp.SerializeToString()
 
     async def defragment(self, data: bytes) -> bytes:
-        """Defragment: gives back the space compaction freed, so dbSize (what the
-        quota is checked against) drops to dbSizeInUse; answers like etcd, without
-        a header."""
+        """Defragment: rewrites the backend file without the space compaction
+        freed; answers like etcd, without a header."""
         rpc_pb2.DefragmentRequest.FromString(data)
         log.info("starting defragment")
-        before, after = self.core.defragment()
+        loop = asyncio.get_running_loop()
+        before, after = await loop.run_in_executor(None, self.core.defragment)
         log.info(
             "finished defragment",
             extra={
@@ -189,25 +163,3 @@ class MaintenanceService:
         """Downgrade: not supported yet."""
         rpc_pb2.DowngradeRequest.FromString(data)
         raise EtcdError(UNIMPLEMENTED, ERR_DOWNGRADE)
-
-    async def snapshot(self, stream: Stream) -> None:
-        """Snapshot: stream a consistent image of the state machine."""
-        data = await stream.recv()
-        if data is None:
-            return
-        decode_stream_message(rpc_pb2.SnapshotRequest, data)  # garbage is refused, as etcd does
-        loop = asyncio.get_running_loop()
-        blob = await loop.run_in_executor(None, self.core.snapshot)
-        messages = snapshot_messages(blob)
-        total = sum(len(m.blob) for m in messages[:-1])
-        log.info("sending database snapshot to client", extra={"fields": {"total-bytes": total}})
-        for i, message in enumerate(messages):
-            if i and i % 32 == 0:
-                await asyncio.sleep(0)  # let other calls run during a long transfer
-            if not stream.send(message.SerializeToString()):
-                log.warning("snapshot client went away", extra={"fields": {"total-bytes": total}})
-                return
-        log.info(
-            "successfully sent database snapshot to client",
-            extra={"fields": {"total-bytes": total}},
-        )

@@ -212,12 +212,21 @@ impl KeyIndex {
         None
     }
 
-    /// Every surviving revision with `main >= from`, oldest first.
-    pub fn revisions_since(&self, from: i64) -> impl Iterator<Item = Revision> + '_ {
+    /// Every surviving revision with `main >= from`, oldest first, each with
+    /// whether it is a tombstone (the last revision of a finished generation).
+    pub fn revisions_since(&self, from: i64) -> impl Iterator<Item = (Revision, bool)> + '_ {
+        let last = self.generations.len() - 1;
         self.generations
             .iter()
-            .flat_map(|g| g.revs.iter().copied())
-            .filter(move |r| r.main >= from)
+            .enumerate()
+            .flat_map(move |(gi, g)| {
+                let closing = g.revs.len().checked_sub(1).filter(|_| gi != last);
+                g.revs
+                    .iter()
+                    .enumerate()
+                    .map(move |(ri, r)| (*r, Some(ri) == closing))
+            })
+            .filter(move |(r, _)| r.main >= from)
     }
 
     /// Where compaction at `at` cuts: the first generation still needed and,
@@ -496,8 +505,8 @@ mod tests {
     #[test]
     fn revisions_since_lists_all_generations_in_order() {
         let ki = sample();
-        let got: Vec<i64> = ki.revisions_since(3).map(|r| r.main).collect();
-        assert_eq!(got, vec![3, 4, 6, 7]);
+        let got: Vec<(i64, bool)> = ki.revisions_since(3).map(|(r, t)| (r.main, t)).collect();
+        assert_eq!(got, vec![(3, false), (4, true), (6, false), (7, true)]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod http_forward;
 pub mod kv;
 mod message_limit;
 mod raw_codec;
+mod snapshot;
 mod validate;
 
 use std::net::SocketAddr;
