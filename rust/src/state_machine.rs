@@ -4,26 +4,27 @@
 //! the same entries in the same order and so reaches the same state; a snapshot
 //! of all of it lets the WAL behind it be released.
 //!
-//! While a NOSPACE alarm is active it refuses whatever could grow the
-//! database (see [`crate::quota`]); it also measures its own size
+//! While alarms are raised it refuses what they forbid (see [`crate::alarms`]:
+//! CORRUPT every write, NOSPACE whatever could grow the database); it also measures its own size
 //! ([`StateMachine::db_size`]) the way a bbolt file grows and shrinks.
 
 use prost::Message;
 use tonic::Status;
 
+use crate::alarms;
 use crate::auth::AuthStore;
 use crate::errors;
 use crate::lease_table::LeaseTable;
 use crate::membership::Membership;
 use crate::mvcc::{MvccError, Store};
 use crate::pb::etcdserverpb::{
-    alarm_request::AlarmAction, request_op, AlarmMember, AlarmResponse, AlarmType,
-    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse,
-    LeaseRevokeResponse, PutResponse, RequestOp, TxnRequest, TxnResponse,
+    request_op, AlarmMember, AlarmResponse, AlarmType, CompactionResponse, DeleteRangeRequest,
+    DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, RequestOp,
+    TxnRequest, TxnResponse,
 };
 use crate::pb::internal::{internal_request::Request, AlarmRecord, LeaseRecord, StateSnapshot};
 use crate::pb::mvccpb::Event;
-use crate::quota::{self, LEASE_BYTES};
+use crate::quota::LEASE_BYTES;
 
 /// What applying one request produced, before the header is filled in.
 #[derive(Debug)]
@@ -92,16 +93,14 @@ impl StateMachine {
     /// Whether a NOSPACE alarm is active (for any member): the cluster is
     /// capped.
     pub fn no_space(&self) -> bool {
-        self.alarms
-            .iter()
-            .any(|a| a.alarm == AlarmType::Nospace as i32)
+        alarms::is_raised(&self.alarms, AlarmType::Nospace)
     }
 
     /// Applies one request at the current position. Events it causes are
     /// appended to `events`; a failed request changes nothing.
     pub fn apply(&mut self, req: &Request, events: &mut Vec<Event>) -> Result<Outcome, Status> {
-        if self.no_space() && quota::refused_when_capped(req) {
-            return Err(errors::no_space());
+        if let Some(refused) = alarms::refusal(&self.alarms, req) {
+            return Err(refused);
         }
         let result = self.apply_uncapped(req, events);
         self.allocated_bytes = self.db_size();
@@ -202,29 +201,9 @@ impl StateMachine {
     }
 
     fn apply_alarm(&mut self, action: i32, member_id: u64, alarm: i32) -> AlarmResponse {
-        let matches = |a: &AlarmMember| {
-            (member_id == 0 || a.member_id == member_id) && (alarm == 0 || a.alarm == alarm)
-        };
-        let alarms = if action == AlarmAction::Activate as i32 {
-            if alarm != 0
-                && !self
-                    .alarms
-                    .iter()
-                    .any(|a| a.member_id == member_id && a.alarm == alarm)
-            {
-                self.alarms.push(AlarmMember { member_id, alarm });
-            }
-            vec![AlarmMember { member_id, alarm }]
-        } else if action == AlarmAction::Deactivate as i32 {
-            let (gone, kept): (Vec<_>, Vec<_>) = self.alarms.drain(..).partition(|a| matches(a));
-            self.alarms = kept;
-            gone
-        } else {
-            self.alarms.iter().filter(|a| matches(a)).cloned().collect()
-        };
         AlarmResponse {
             header: None,
-            alarms,
+            alarms: alarms::apply(&mut self.alarms, action, member_id, alarm),
         }
     }
 
@@ -287,8 +266,8 @@ impl StateMachine {
 mod tests {
     use super::*;
     use crate::pb::etcdserverpb::{
-        AlarmRequest, CompactionRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest,
-        RangeRequest,
+        alarm_request::AlarmAction, AlarmRequest, CompactionRequest, LeaseGrantRequest,
+        LeaseRevokeRequest, PutRequest, RangeRequest,
     };
     use tonic::Code;
 

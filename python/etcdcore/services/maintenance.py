@@ -6,9 +6,11 @@ against a running etcd 3.5.1):
 - ``Status``: ``errors`` holds "etcdserver: no leader" when there is none, then
   one ``"memberID:<id> alarm:<TYPE> "`` per raised alarm (gogoproto's compact
   text, trailing space included).
-- ``Alarm``: goes through Raft like etcd. GET lists the alarms of the asked type
-  (every member's; ``memberID`` is not a filter); ACTIVATE of NONE and
-  DEACTIVATE of member 0 / type NONE change nothing and answer no alarms.
+- ``Alarm``: goes through Raft like etcd; the alarm store's rules (an alarm is
+  a (memberID, type) pair, member 0 included; GET filters by type only;
+  ACTIVATE of NONE and DEACTIVATE of an unraised pair change nothing) are the
+  core's (``rust/src/alarms.rs``). An unknown action, or ACTIVATE of an unknown
+  type, panics etcd 3.5.1's applier; here it is refused before it is proposed.
 - ``Hash`` / ``HashKV``: the core's own hash (not bbolt's); header revision is
   the store's current revision; ``compact_revision`` is -1 before the first
   compaction. Compacted / future revisions fail with etcd's OutOfRange texts
@@ -32,6 +34,7 @@ import logging
 from etcdcore import ETCD_VERSION
 from etcdcore._core import Core
 from etcdcore.bridge import (
+    INVALID_ARGUMENT,
     UNIMPLEMENTED,
     Bridge,
     EtcdError,
@@ -52,12 +55,16 @@ SHA256_BYTES = 32
 
 ERR_NO_LEADER = "etcdserver: no leader"
 ERR_DOWNGRADE = "etcdserver: downgrade is not supported by etcdcore yet"
+ERR_ALARM_ACTION = "etcdserver: unknown alarm action"
+ERR_ALARM_TYPE = "etcdserver: unknown alarm type"
 
 GET, ACTIVATE, DEACTIVATE = (
     rpc_pb2.AlarmRequest.GET,
     rpc_pb2.AlarmRequest.ACTIVATE,
     rpc_pb2.AlarmRequest.DEACTIVATE,
 )
+#: The alarm types etcd 3.5 knows (NONE included: activating it is a no-op).
+ALARM_TYPES = frozenset(rpc_pb2.AlarmType.values())
 
 
 def alarm_text(member_id: int, alarm: int) -> str:
@@ -124,17 +131,14 @@ class MaintenanceService:
     async def alarm(self, data: bytes) -> bytes:
         """Alarm: GET / ACTIVATE / DEACTIVATE, applied through Raft."""
         req = rpc_pb2.AlarmRequest.FromString(data)
-        alarms: list[tuple[int, int]] = []
-        proposal: tuple[int, int, int] | None = None
-        if req.action == GET:
-            proposal = (GET, 0, req.alarm)  # member 0: every member's alarms
-        elif req.action == ACTIVATE and req.alarm != rpc_pb2.NONE:
-            proposal = (ACTIVATE, req.memberID, req.alarm)
-        elif req.action == DEACTIVATE and req.memberID != 0 and req.alarm != rpc_pb2.NONE:
-            proposal = (DEACTIVATE, req.memberID, req.alarm)
-        if proposal is not None:
-            loop = asyncio.get_running_loop()
-            alarms = await loop.run_in_executor(None, self.core.alarm, *proposal)
+        if req.action not in (GET, ACTIVATE, DEACTIVATE):
+            raise EtcdError(INVALID_ARGUMENT, f"{ERR_ALARM_ACTION} {req.action}")
+        if req.action == ACTIVATE and req.alarm not in ALARM_TYPES:
+            raise EtcdError(INVALID_ARGUMENT, f"{ERR_ALARM_TYPE} {req.alarm}")
+        loop = asyncio.get_running_loop()
+        alarms = await loop.run_in_executor(
+            None, self.core.alarm, req.action, req.memberID, req.alarm
+        )
         resp = rpc_pb2.AlarmResponse(
             alarms=[rpc_pb2.AlarmMember(memberID=m, alarm=a) for m, a in alarms]
         )

@@ -10,7 +10,7 @@ mod http_forward;
 pub mod kv;
 mod message_limit;
 mod raw_codec;
-mod validate;
+pub(crate) mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
