@@ -11,10 +11,16 @@ against a running etcd 3.5.1):
   ACTIVATE of NONE and DEACTIVATE of an unraised pair change nothing) are the
   core's (``rust/src/alarms.rs``). An unknown action, or ACTIVATE of an unknown
   type, panics etcd 3.5.1's applier; here it is refused before it is proposed.
-- ``Hash`` / ``HashKV``: the core's own hash (not bbolt's); header revision is
-  the store's current revision; ``compact_revision`` is -1 before the first
-  compaction. Compacted / future revisions fail with etcd's OutOfRange texts
-  (from the core).
+- ``HashKV``: etcd 3.5's hash, bit for bit: the core computes etcd's CRC-32C
+  over the same bytes etcd's key bucket holds (``rust/src/mvcc/hash.rs``), so
+  the same history hashes alike on etcdcore and etcd
+  (``tests/integration/test_hashkv_parity.py`` checks it against etcd 3.5.1).
+  Header revision is the current revision; ``compact_revision`` is -1 before
+  the first compaction; a revision at or below it, or past the current one,
+  fails with etcd's OutOfRange texts (from the core).
+- ``Hash``: etcd hashes its whole bbolt file, which etcdcore does not have;
+  here it is the HashKV hash at the current revision (equal across etcdcore
+  members, not equal to etcd's Hash).
 - ``Snapshot``: 32 KiB ``blob`` chunks with ``remaining_bytes`` counting down to
   0, then one last message carrying the SHA-256 of everything sent; no
   headers. ``etcdctl snapshot save`` requires ``size % 512 == 32``; the core's
@@ -146,7 +152,7 @@ class MaintenanceService:
         return resp.SerializeToString()
 
     async def hash(self, data: bytes) -> bytes:
-        """Hash: the hash of the whole key space at the current revision."""
+        """Hash: the HashKV hash at the current revision (etcd's is its bolt file's)."""
         rpc_pb2.HashRequest.FromString(data)
         h, _compact, revision = self.core.hash_kv(0)
         resp = rpc_pb2.HashResponse(hash=h)
@@ -158,8 +164,7 @@ class MaintenanceService:
         """HashKV: the MVCC hash up to ``revision`` (0 = current)."""
         req = rpc_pb2.HashKVRequest.FromString(data)
         h, compact_revision, _hash_revision = self.core.hash_kv(req.revision)
-        # etcd's compactMainRev starts at -1; the core counts from 0.
-        resp = rpc_pb2.HashKVResponse(hash=h, compact_revision=compact_revision or -1)
+        resp = rpc_pb2.HashKVResponse(hash=h, compact_revision=compact_revision)
         fill_header(self.core, resp.header)
         return resp.SerializeToString()
 
