@@ -3,7 +3,8 @@ member's own client listener (etcd's v3lock and v3election servers likewise
 run clientv3 against their own server).
 
 Going through the gRPC front door means these writes take exactly the path a
-client's do: validation, Raft, leases, and (later) auth.
+client's do: validation, auth (with the member's internal token, see
+``services/channels.py``), Raft and leases.
 """
 
 from __future__ import annotations
