@@ -337,11 +337,10 @@ def with_token(metadata: Metadata | None, token: str | None, method: str) -> Met
 def is_invalid_token(e: grpc.RpcError) -> bool:
     """The server no longer accepts the token (it expired, another member
     never issued it, or it predates a change to users, roles or permissions):
-    log in again and retry, as clientv3 does."""
-    code, details = e.code(), e.details()
-    return (code == grpc.StatusCode.UNAUTHENTICATED and details == ERR_INVALID_TOKEN) or (
-        code == grpc.StatusCode.INVALID_ARGUMENT and details == ERR_AUTH_OLD_REVISION
-    )
+    log in again and retry, as clientv3 does. Matched on the message alone,
+    as clientv3 does: etcd's lock and election services pass it on with code
+    UNKNOWN."""
+    return e.details() in (ERR_INVALID_TOKEN, ERR_AUTH_OLD_REVISION)
 
 
 def is_auth_refused_watch(resp: rpc_pb2.WatchResponse) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+from etcdcore.client.requests import is_invalid_token
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdcore.proto.v3election import v3election_pb2_grpc
 from etcdcore.proto.v3lock import v3lock_pb2_grpc
@@ -163,15 +164,27 @@ class Connection:
 
     def call(self, service: str, method: str, request: Any, timeout: float | None = None) -> Any:
         """One unary RPC within the command timeout, moving on to the next
-        endpoint while the current one cannot be reached."""
-        md = self.metadata()
+        endpoint while the current one cannot be reached. A token the server no
+        longer accepts (expired, or older than the last change to users and
+        roles) is replaced by logging in again, once, as etcdctl does."""
         deadline = self.command_timeout if timeout is None else timeout
-        try:
+
+        def once() -> Any:
+            md = self.metadata()
             return self._failover(
                 lambda ch: getattr(_STUBS[service](ch), method)(
                     request, timeout=deadline, metadata=md
                 )
             )
+
+        try:
+            return once()
+        except grpc.RpcError as e:
+            if not self.user or not is_invalid_token(e):
+                raise rpc_error(e) from e
+        self._token = ""  # log in again on the next metadata()
+        try:
+            return once()
         except grpc.RpcError as e:
             raise rpc_error(e) from e
 
