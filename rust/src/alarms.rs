@@ -48,7 +48,7 @@ pub fn apply(
             .collect(),
         Ok(AlarmAction::Activate) if alarm != AlarmType::None as i32 => {
             if !raised.contains(&pair) {
-                raised.push(pair.clone());
+                raised.push(pair);
             }
             vec![pair]
         }

@@ -54,7 +54,8 @@ class Security:
                 certificate_chain=_read(self.cert),
             )
         except OSError as e:
-            raise CtlError(EXIT_BAD_ARGS, f"open {e.filename}: {e.strerror.lower()}") from e
+            reason = (e.strerror or str(e)).lower()
+            raise CtlError(EXIT_BAD_ARGS, f"open {e.filename}: {reason}") from e
 
 
 def _read(path: str) -> bytes | None:
@@ -193,7 +194,8 @@ class Connection:
     ) -> Iterator[Any]:
         """A server- or bidi-streaming RPC on the current endpoint."""
         fn = getattr(self.stub(service), method)
-        return fn(request, timeout=timeout, metadata=self.metadata())
+        responses: Iterator[Any] = fn(request, timeout=timeout, metadata=self.metadata())
+        return responses
 
     def _failover(self, fn: Callable[[grpc.Channel], Any]) -> Any:
         last: grpc.RpcError | None = None

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
 import grpc
 
@@ -19,6 +21,8 @@ from etcdcore.client.requests import prefix_end
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdcore.proto.mvccpb import kv_pb2
 from etcdcore.services.channels import open_channel
+
+T = TypeVar("T")
 
 
 class LoopbackKV:
@@ -35,7 +39,7 @@ class LoopbackKV:
         self._token = token
         self._channel: grpc.aio.Channel | None = None
 
-    def _stubs(self) -> tuple[rpc_pb2_grpc.KVStub, rpc_pb2_grpc.WatchStub]:
+    def _stubs(self) -> tuple[rpc_pb2_grpc.KVAsyncStub, rpc_pb2_grpc.WatchAsyncStub]:
         if self._channel is None:
             self._channel = open_channel(self.target, self._credentials, self._token)
         return rpc_pb2_grpc.KVStub(self._channel), rpc_pb2_grpc.WatchStub(self._channel)
@@ -91,7 +95,9 @@ class LoopbackKV:
             if event.type == kv_pb2.Event.DELETE:
                 return
 
-    async def watch(self, key: bytes, range_end: bytes, start_revision: int):  # noqa: ANN201
+    async def watch(
+        self, key: bytes, range_end: bytes, start_revision: int
+    ) -> AsyncIterator[kv_pb2.Event]:
         """Events on ``key`` (..``range_end``) from ``start_revision`` on, until
         the caller stops iterating (which cancels the watch)."""
         queue: asyncio.Queue[rpc_pb2.WatchRequest] = asyncio.Queue()
@@ -103,7 +109,7 @@ class LoopbackKV:
             )
         )
 
-        async def requests():  # noqa: ANN202
+        async def requests() -> AsyncIterator[rpc_pb2.WatchRequest]:
             while True:
                 yield await queue.get()
 
@@ -122,7 +128,7 @@ class LoopbackKV:
                 await asyncio.sleep(0)
 
 
-async def _call(fut):  # noqa: ANN001, ANN202
+async def _call(fut: Awaitable[T]) -> T:
     try:
         return await fut
     except grpc.aio.AioRpcError as e:

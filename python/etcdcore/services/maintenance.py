@@ -76,7 +76,7 @@ ALARM_TYPES = frozenset(rpc_pb2.AlarmType.values())
 def alarm_text(member_id: int, alarm: int) -> str:
     """An AlarmMember as etcd's Status lists it (gogoproto compact text)."""
     try:
-        name = rpc_pb2.AlarmType.Name(alarm)
+        name = rpc_pb2.AlarmType.Name(rpc_pb2.AlarmType.ValueType(alarm))
     except ValueError:
         name = str(alarm)
     return f"memberID:{member_id} alarm:{name} "
@@ -146,7 +146,10 @@ class MaintenanceService:
             None, self.core.alarm, req.action, req.memberID, req.alarm
         )
         resp = rpc_pb2.AlarmResponse(
-            alarms=[rpc_pb2.AlarmMember(memberID=m, alarm=a) for m, a in alarms]
+            alarms=[
+                rpc_pb2.AlarmMember(memberID=m, alarm=rpc_pb2.AlarmType.ValueType(a))
+                for m, a in alarms
+            ]
         )
         fill_header(self.core, resp.header)
         return resp.SerializeToString()
