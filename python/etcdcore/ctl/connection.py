@@ -183,7 +183,7 @@ class Connection:
         except grpc.RpcError as e:
             if not self.user or not is_invalid_token(e):
                 raise rpc_error(e) from e
-        self._token = ""  # log in again on the next metadata()
+        self.forget_token()
         try:
             return once()
         except grpc.RpcError as e:
@@ -196,6 +196,13 @@ class Connection:
         fn = getattr(self.stub(service), method)
         responses: Iterator[Any] = fn(request, timeout=timeout, metadata=self.metadata())
         return responses
+
+    def forget_token(self) -> None:
+        """The server refused the token: log in again on the next call."""
+        self._token = ""
+
+    def next_endpoint(self) -> None:
+        self._current = (self._current + 1) % len(self.endpoints)
 
     def _failover(self, fn: Callable[[grpc.Channel], Any]) -> Any:
         last: grpc.RpcError | None = None
