@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
@@ -220,7 +221,7 @@ class Bridge:
             if stream is not None:
                 stream.closed = True
 
-    def dispatch(self, items: list[tuple]) -> None:
+    def dispatch(self, items: list[tuple[Any, ...]]) -> None:
         """Route one drained batch of items."""
         for item in items:
             kind = item[0]

@@ -14,6 +14,7 @@ pub const DUPLICATE_KEY: &str = "etcdserver: duplicate key given in txn request"
 pub const INVALID_SORT: &str = "etcdserver: invalid sort option";
 pub const REQUEST_TOO_LARGE: &str = "etcdserver: request is too large";
 pub const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
+pub const CORRUPT: &str = "etcdserver: corrupt cluster";
 pub const LEASE_EXISTS: &str = "etcdserver: lease already exists";
 pub const LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
 pub const NO_LEADER: &str = "etcdserver: no leader";
@@ -72,6 +73,10 @@ pub fn member_not_found() -> Status {
 
 pub fn no_space() -> Status {
     Status::new(Code::ResourceExhausted, NO_SPACE)
+}
+
+pub fn corrupt() -> Status {
+    Status::new(Code::DataLoss, CORRUPT)
 }
 
 pub fn lease_exists() -> Status {

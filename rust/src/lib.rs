@@ -8,6 +8,7 @@
 // at each return would cost an allocation per error and buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod alarms;
 pub mod auth;
 pub mod backend;
 pub mod bbolt;

@@ -7,13 +7,14 @@
 //! so reaches the same state; the backend records which entry that was (the
 //! consistent index), so a restart re-applies only the entries after it.
 //!
-//! While a NOSPACE alarm is active it refuses whatever could grow the
-//! database (see [`crate::quota`]).
+//! While alarms are raised it refuses what they forbid (see [`crate::alarms`]:
+//! CORRUPT every write, NOSPACE whatever could grow the database).
 
 use std::collections::VecDeque;
 
 use tonic::Status;
 
+use crate::alarms;
 use crate::auth::AuthStore;
 use crate::backend::{Backend, BackendError, ReadTx, Tables, ENTRY_OVERHEAD};
 use crate::errors;
@@ -28,7 +29,6 @@ use crate::pb::etcdserverpb::{
 use crate::pb::internal::auth_admin_request::Request as Admin;
 use crate::pb::internal::internal_request::Request;
 use crate::pb::mvccpb::Event;
-use crate::quota;
 
 /// What applying one request produced, before the header is filled in.
 #[derive(Debug)]
@@ -117,9 +117,7 @@ impl StateMachine {
     /// Whether a NOSPACE alarm is active (for any member): the cluster is
     /// capped.
     pub fn no_space(&self) -> bool {
-        self.alarms
-            .iter()
-            .any(|a| a.alarm == AlarmType::Nospace as i32)
+        alarms::is_raised(&self.alarms, AlarmType::Nospace)
     }
 
     /// Applies one request at the current position, writing through
@@ -132,8 +130,8 @@ impl StateMachine {
         req: &Request,
         events: &mut Vec<Event>,
     ) -> Result<Outcome, Status> {
-        if self.no_space() && quota::refused_when_capped(req) {
-            return Err(errors::no_space());
+        if let Some(refused) = alarms::refusal(&self.alarms, req) {
+            return Err(refused);
         }
         let leases = &self.leases;
         let lease_ok = |id: i64| id == 0 || leases.exists(id);
@@ -252,29 +250,9 @@ impl StateMachine {
     }
 
     fn apply_alarm(&mut self, action: i32, member_id: u64, alarm: i32) -> AlarmResponse {
-        let matches = |a: &AlarmMember| {
-            (member_id == 0 || a.member_id == member_id) && (alarm == 0 || a.alarm == alarm)
-        };
-        let alarms = if action == AlarmAction::Activate as i32 {
-            if alarm != 0
-                && !self
-                    .alarms
-                    .iter()
-                    .any(|a| a.member_id == member_id && a.alarm == alarm)
-            {
-                self.alarms.push(AlarmMember { member_id, alarm });
-            }
-            vec![AlarmMember { member_id, alarm }]
-        } else if action == AlarmAction::Deactivate as i32 {
-            let (gone, kept): (Vec<_>, Vec<_>) = self.alarms.drain(..).partition(|a| matches(a));
-            self.alarms = kept;
-            gone
-        } else {
-            self.alarms.iter().filter(|a| matches(a)).cloned().collect()
-        };
         AlarmResponse {
             header: None,
-            alarms,
+            alarms: alarms::apply(&mut self.alarms, action, member_id, alarm),
         }
     }
 }
@@ -311,8 +289,8 @@ fn delete_keys(
 mod tests {
     use super::*;
     use crate::pb::etcdserverpb::{
-        AlarmRequest, CompactionRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest,
-        RangeRequest,
+        alarm_request::AlarmAction, AlarmRequest, CompactionRequest, LeaseGrantRequest,
+        LeaseRevokeRequest, PutRequest, RangeRequest,
     };
     use tonic::Code;
 

@@ -872,11 +872,11 @@ def load_config_file(path: str, notices: list[Notice]) -> dict[str, str]:
                     flag = FLAG_BY_NAME[prefix + str(sub)]
                     values[flag.name] = _yaml_value(flag, subraw, path)
             continue
-        flag = FLAG_BY_NAME.get(key)
-        if flag is None or key in ("config-file", "version"):
+        known = FLAG_BY_NAME.get(key)
+        if known is None or key in ("config-file", "version"):
             notices.append(Notice("warn", "ignoring unknown config file key", {"key": key}))
             continue
-        values[key] = _yaml_value(flag, raw, path)
+        values[key] = _yaml_value(known, raw, path)
     return values
 
 

@@ -85,7 +85,7 @@ def core_config(
         peer_listen=cfg.peer_listen_addresses(),
         peer_urls=cfg.initial_advertise_peer_urls,
         initial_cluster=cfg.initial_cluster,
-        initial_cluster_state=cfg.initial_cluster_state,
+        initial_cluster_state="existing" if cfg.initial_cluster_state == "existing" else "new",
         cluster_token=cfg.initial_cluster_token,
         snapshot_count=cfg.snapshot_count,
         max_request_bytes=cfg.max_request_bytes,

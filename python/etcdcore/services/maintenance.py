@@ -6,13 +6,21 @@ against a running etcd 3.5.1):
 - ``Status``: ``errors`` holds "etcdserver: no leader" when there is none, then
   one ``"memberID:<id> alarm:<TYPE> "`` per raised alarm (gogoproto's compact
   text, trailing space included).
-- ``Alarm``: goes through Raft like etcd. GET lists the alarms of the asked type
-  (every member's; ``memberID`` is not a filter); ACTIVATE of NONE and
-  DEACTIVATE of member 0 / type NONE change nothing and answer no alarms.
-- ``Hash`` / ``HashKV``: the CRC-32C over the key bucket that etcd computes
-  (rust/src/mvcc/hash.rs); header revision is the store's current revision;
-  ``compact_revision`` is -1 before the first compaction. Compacted / future
-  revisions fail with etcd's OutOfRange texts (from the core).
+- ``Alarm``: goes through Raft like etcd; the alarm store's rules (an alarm is
+  a (memberID, type) pair, member 0 included; GET filters by type only;
+  ACTIVATE of NONE and DEACTIVATE of an unraised pair change nothing) are the
+  core's (``rust/src/alarms.rs``). An unknown action, or ACTIVATE of an unknown
+  type, panics etcd 3.5.1's applier; here it is refused before it is proposed.
+- ``HashKV``: etcd 3.5's hash, bit for bit: the core computes etcd's CRC-32C
+  over the same bytes etcd's key bucket holds (``rust/src/mvcc/hash.rs``), so
+  the same history hashes alike on etcdcore and etcd
+  (``tests/integration/test_hashkv_parity.py`` checks it against etcd 3.5.1).
+  Header revision is the current revision; ``compact_revision`` is -1 before
+  the first compaction; a revision at or below it, or past the current one,
+  fails with etcd's OutOfRange texts (from the core).
+- ``Hash``: etcd hashes its whole bbolt file, which etcdcore does not have;
+  here it is the HashKV hash at the current revision (equal across etcdcore
+  members, not equal to etcd's Hash).
 - ``Snapshot`` is served by the core itself (rust/src/server/snapshot.rs): the
   backend streamed from one read transaction, never through Python.
 - ``Defragment`` and ``MoveLeader`` answer an empty response (no header), as
@@ -30,6 +38,7 @@ import logging
 from etcdcore import ETCD_VERSION
 from etcdcore._core import Core
 from etcdcore.bridge import (
+    INVALID_ARGUMENT,
     UNIMPLEMENTED,
     Bridge,
     EtcdError,
@@ -43,18 +52,22 @@ SERVICE = "/etcdserverpb.Maintenance/"
 
 ERR_NO_LEADER = "etcdserver: no leader"
 ERR_DOWNGRADE = "etcdserver: downgrade is not supported by etcdcore yet"
+ERR_ALARM_ACTION = "etcdserver: unknown alarm action"
+ERR_ALARM_TYPE = "etcdserver: unknown alarm type"
 
 GET, ACTIVATE, DEACTIVATE = (
     rpc_pb2.AlarmRequest.GET,
     rpc_pb2.AlarmRequest.ACTIVATE,
     rpc_pb2.AlarmRequest.DEACTIVATE,
 )
+#: The alarm types etcd 3.5 knows (NONE included: activating it is a no-op).
+ALARM_TYPES = frozenset(rpc_pb2.AlarmType.values())
 
 
 def alarm_text(member_id: int, alarm: int) -> str:
     """An AlarmMember as etcd's Status lists it (gogoproto compact text)."""
     try:
-        name = rpc_pb2.AlarmType.Name(alarm)
+        name = rpc_pb2.AlarmType.Name(rpc_pb2.AlarmType.ValueType(alarm))
     except ValueError:
         name = str(alarm)
     return f"memberID:{member_id} alarm:{name} "
@@ -98,25 +111,25 @@ class MaintenanceService:
     async def alarm(self, data: bytes) -> bytes:
         """Alarm: GET / ACTIVATE / DEACTIVATE, applied through Raft."""
         req = rpc_pb2.AlarmRequest.FromString(data)
-        alarms: list[tuple[int, int]] = []
-        proposal: tuple[int, int, int] | None = None
-        if req.action == GET:
-            proposal = (GET, 0, req.alarm)  # member 0: every member's alarms
-        elif req.action == ACTIVATE and req.alarm != rpc_pb2.NONE:
-            proposal = (ACTIVATE, req.memberID, req.alarm)
-        elif req.action == DEACTIVATE and req.memberID != 0 and req.alarm != rpc_pb2.NONE:
-            proposal = (DEACTIVATE, req.memberID, req.alarm)
-        if proposal is not None:
-            loop = asyncio.get_running_loop()
-            alarms = await loop.run_in_executor(None, self.core.alarm, *proposal)
+        if req.action not in (GET, ACTIVATE, DEACTIVATE):
+            raise EtcdError(INVALID_ARGUMENT, f"{ERR_ALARM_ACTION} {req.action}")
+        if req.action == ACTIVATE and req.alarm not in ALARM_TYPES:
+            raise EtcdError(INVALID_ARGUMENT, f"{ERR_ALARM_TYPE} {req.alarm}")
+        loop = asyncio.get_running_loop()
+        alarms = await loop.run_in_executor(
+            None, self.core.alarm, req.action, req.memberID, req.alarm
+        )
         resp = rpc_pb2.AlarmResponse(
-            alarms=[rpc_pb2.AlarmMember(memberID=m, alarm=a) for m, a in alarms]
+            alarms=[
+                rpc_pb2.AlarmMember(memberID=m, alarm=rpc_pb2.AlarmType.ValueType(a))
+                for m, a in alarms
+            ]
         )
         fill_header(self.core, resp.header)
         return resp.SerializeToString()
 
     async def hash(self, data: bytes) -> bytes:
-        """Hash: the hash of the whole key space at the current revision."""
+        """Hash: the HashKV hash at the current revision (etcd's is its bolt file's)."""
         rpc_pb2.HashRequest.FromString(data)
         h, _compact, revision = self.core.hash_kv(0)
         resp = rpc_pb2.HashResponse(hash=h)
@@ -128,8 +141,7 @@ class MaintenanceService:
         """HashKV: the MVCC hash up to ``revision`` (0 = current)."""
         req = rpc_pb2.HashKVRequest.FromString(data)
         h, compact_revision, _hash_revision = self.core.hash_kv(req.revision)
-        # etcd's compactMainRev starts at -1; the core counts from 0.
-        resp = rpc_pb2.HashKVResponse(hash=h, compact_revision=compact_revision or -1)
+        resp = rpc_pb2.HashKVResponse(hash=h, compact_revision=compact_revision)
         fill_header(self.core, resp.header)
         return resp.SerializeToString()
 

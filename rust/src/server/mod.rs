@@ -12,7 +12,7 @@ pub mod kv;
 mod message_limit;
 mod raw_codec;
 mod snapshot;
-mod validate;
+pub(crate) mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
