@@ -51,9 +51,7 @@ def etcdutl(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("fmt", ["simple", "json", "table", "fields"])
-def test_snapshot_status_prints_what_etcdutl_prints(
-    backup: tuple[Path, dict], fmt: str
-) -> None:
+def test_snapshot_status_prints_what_etcdutl_prints(backup: tuple[Path, dict], fmt: str) -> None:
     path, saved = backup
     ours = etcdcorectl(None, "snapshot", "status", str(path), "-w", fmt)
     theirs = etcdutl("snapshot", "status", str(path), "-w", fmt)
