@@ -119,9 +119,7 @@ def measure(target: str, argv0: list[str], workdir: Path, args: argparse.Namespa
         r["load_p99_ms"] = load["p99_ms"]
         r["load_max_ms"] = load["max_ms"]
         bench.log(f"{target}: {args.overwrites} overwrites")
-        over = loadgen(
-            ep, *common, "--total", str(args.overwrites), "--key-space", str(args.keys)
-        )
+        over = loadgen(ep, *common, "--total", str(args.overwrites), "--key-space", str(args.keys))
         r["overwrite_rate"] = over["ops_per_sec"]
         r["overwrite_p99_ms"] = over["p99_ms"]
         r["overwrite_max_ms"] = over["max_ms"]
@@ -183,20 +181,26 @@ def measure(target: str, argv0: list[str], workdir: Path, args: argparse.Namespa
     return r
 
 
+P99_WORST = "{:,.1f} / {:,.0f}"
 ROWS = [
     ("load rate (puts/s)", "load_rate", "{:,.0f}", True),
-    ("load p99 / worst put (ms)", ("load_p99_ms", "load_max_ms"), "{:,.1f} / {:,.0f}", False),
+    ("load p99 / worst put (ms)", ("load_p99_ms", "load_max_ms"), P99_WORST, False),
     ("overwrite rate (puts/s)", "overwrite_rate", "{:,.0f}", True),
-    ("overwrite p99 / worst (ms)", ("overwrite_p99_ms", "overwrite_max_ms"), "{:,.1f} / {:,.0f}", False),
+    ("overwrite p99 / worst (ms)", ("overwrite_p99_ms", "overwrite_max_ms"), P99_WORST, False),
     ("RSS after load (MB)", "rss_mb", "{:,.0f}", False),
     ("data dir (MB)", "data_dir_mb", "{:,.0f}", False),
     ("snapshot stream (s)", "snapshot_s", "{:,.1f}", False),
     ("snapshot file (MB)", "snapshot_mb", "{:,.0f}", False),
     ("compaction (s)", "compaction_s", "{:,.1f}", False),
-    ("puts during compaction p99 / worst (ms)", ("compaction_put_p99_ms", "compaction_put_max_ms"), "{:,.1f} / {:,.0f}", False),
+    (
+        "puts during compaction p99 / worst (ms)",
+        ("compaction_put_p99_ms", "compaction_put_max_ms"),
+        P99_WORST,
+        False,
+    ),
     ("kill -9 -> first read (s)", "restart_s", "{:,.1f}", False),
     ("RSS after restart (MB)", "rss_after_restart_mb", "{:,.0f}", False),
-]  # fmt: skip
+]
 
 
 def table(results: dict[str, dict]) -> str:
@@ -242,9 +246,10 @@ def main() -> int:
     if args.write_results:
         facts = bench.machine_facts()
         with open(bench.RESULTS_MD, "a") as f:
+            now = dt.datetime.now(dt.timezone.utc)
             f.write(
                 f"\n## Scale: {args.keys:,} keys x {args.value_size} B, "
-                f"{args.overwrites:,} overwrites ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC)\n\n"
+                f"{args.overwrites:,} overwrites ({now:%Y-%m-%d %H:%M} UTC)\n\n"
                 f"- commit: `{bench.git_commit()}`\n"
                 f"- machine: {facts.get('nproc')} CPUs, {facts.get('cpu_model')}\n"
                 f"- `python bench/scale.py`: one run per target, default flags for both, "

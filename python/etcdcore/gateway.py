@@ -128,7 +128,8 @@ def parse_args(argv: Sequence[str]) -> Options:
         except ValueError as e:
             raise FlagError(f'invalid argument "{value}" for "--{name}" flag: {e}') from None
         if name == "endpoints":
-            endpoints = (endpoints or []) + converted
+            assert isinstance(converted, list)
+            endpoints = (endpoints or []) + [str(e) for e in converted]
         else:
             setattr(opts, name.replace("-", "_"), converted)
     if endpoints is not None:
@@ -203,7 +204,7 @@ def parse_endpoints(raw: Sequence[str]) -> list[Endpoint]:
 def _resolve(host: str) -> set[str]:
     if not host:
         raise OSError("empty host")
-    return {info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+    return {str(info[4][0]) for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
 
 
 def check_no_loop(listen_addr: str, endpoints: Sequence[Endpoint]) -> None:
@@ -320,10 +321,10 @@ def serve(listener: socket.socket, endpoints: Sequence[Endpoint], retry_delay: f
     while not received:
         wake.wait(1.0)
     gateway.stop()
-    sig = received[0]
-    signal.signal(sig, signal.SIG_DFL)
-    os.kill(os.getpid(), sig)
-    return 128 + sig
+    first = received[0]
+    signal.signal(first, signal.SIG_DFL)
+    os.kill(os.getpid(), first)
+    return 128 + first
 
 
 def main(argv: Sequence[str]) -> int:

@@ -1,29 +1,24 @@
-//! Snapshot files: what Maintenance.Snapshot streams (and `etcdcorectl
-//! snapshot save` writes), checking and describing one (`snapshot status`),
-//! and seeding a new member's data dir from it (`snapshot restore`).
+//! Snapshot files in etcd's format: a bbolt database holding etcd 3.5's
+//! buckets, then the SHA-256 of it. Maintenance.Snapshot streams one written
+//! from a backend read transaction (our tables are etcd's buckets, so this is
+//! a copy); `etcdcorectl snapshot status` describes one as `etcdutl snapshot
+//! status` does; `snapshot restore` seeds a new member's data dir from one,
+//! saved from etcdcore or from etcd 3.4/3.5.
 //!
-//! The file is the backend as one consistent stream
-//! ([`crate::backend::dump`]), then etcd's trailer:
-//!
-//! ```text
-//! stream length u64 LE | stream | zeros to a 512-byte boundary | sha256(all before)
-//! ```
-//!
-//! Files are read in pieces, never whole. A restore keeps the keyspace, its
-//! revisions, the leases and the auth store, and gives the data a new
-//! cluster: the membership from `--initial-cluster`, ids derived from the
-//! peer URLs and token as at any first start, and the log restarted at the
-//! bootstrap index, like the data dir of a new cluster's member.
+//! Files are read and written in pieces, never whole. A restore keeps the
+//! keyspace, its revisions and compaction point, the leases and the auth
+//! store, and gives the data a new cluster: the membership from
+//! `--initial-cluster`, ids derived from the peer URLs and token as at any
+//! first start, and the log restarted at the bootstrap index, like the data
+//! dir of a new cluster's member.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use prost::Message as _;
-use sha2::Digest as _;
 
-use crate::backend::dump::Loader;
-use crate::backend::Backend;
+use crate::backend::dump::{bucket_index, Loader};
+use crate::backend::{schema, Backend, BackendError, ReadTx};
+use crate::bbolt::{self, HashCheck};
 use crate::identity;
 use crate::membership::Membership;
 use crate::pb::internal::{MemberRecord, WalMetadata};
@@ -31,16 +26,16 @@ use crate::raft_node::write_bootstrap;
 use crate::state_machine::StateMachine;
 use crate::wal::{Wal, WalOptions};
 
-const DIGEST_LEN: u64 = 32;
-const READ_CHUNK: usize = 1 << 20;
-
-/// What `snapshot status` reports.
+/// What `snapshot status` reports, as etcdutl computes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotStatus {
-    /// crc32c of the backend stream.
+    /// crc32c over every bucket's name, keys and values, in order.
     pub hash: u32,
+    /// The main revision of the key bucket's last key.
     pub revision: i64,
+    /// Entries in all buckets.
     pub total_keys: u64,
+    /// The database's size (bbolt's high-water mark).
     pub total_size: u64,
 }
 
@@ -54,163 +49,116 @@ pub struct RestoreConfig {
     pub skip_hash_check: bool,
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// A backend read transaction as the bbolt writer's source: its tables are
+/// the buckets. The writer reads each bucket twice (it plans, then writes);
+/// a read transaction sees the same data both times.
+pub struct BackendSource<'a>(pub &'a ReadTx);
+
+impl bbolt::Source for BackendSource<'_> {
+    fn bucket_names(&mut self) -> Result<Vec<Vec<u8>>, bbolt::Error> {
+        use redb::TableHandle;
+        Ok(schema::BUCKETS
+            .iter()
+            .map(|b| b.name().as_bytes().to_vec())
+            .collect())
+    }
+
+    fn scan(&mut self, bucket: &[u8], visit: &mut bbolt::Visit<'_>) -> Result<(), bbolt::Error> {
+        use redb::TableHandle;
+        let def = *schema::BUCKETS
+            .iter()
+            .find(|b| b.name().as_bytes() == bucket)
+            .ok_or_else(|| bbolt::Error::Input("no such bucket".into()))?;
+        let mut failed = None;
+        self.0
+            .for_each(def, &mut |k, v| match visit(k, v) {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    failed = Some(e);
+                    Ok(false)
+                }
+            })
+            .map_err(|e: BackendError| bbolt::Error::Source(Box::new(e)))?;
+        failed.map_or(Ok(()), Err)
+    }
 }
 
-/// Checks the SHA-256 trailer of a snapshot file (etcdutl's rule: a file
-/// whose size is 32 past a multiple of 512 ends with one) and returns the
-/// length of what precedes it: the whole file when it has no trailer and
-/// `skip_hash_check` allows that.
-fn check_hash(path: &Path, skip_hash_check: bool) -> Result<u64, String> {
-    let open_err = |e: std::io::Error| format!("open {}: {e}", path.display());
-    let mut file = File::open(path).map_err(open_err)?;
-    let size = file.metadata().map_err(open_err)?.len();
-    let has_hash = size % 512 == DIGEST_LEN;
-    if !has_hash {
-        if !skip_hash_check {
-            return Err("snapshot missing hash but --skip-hash-check=false".into());
-        }
-        return Ok(size);
-    }
-    let body = size - DIGEST_LEN;
-    if skip_hash_check {
-        return Ok(body);
-    }
-    let mut sha = sha2::Sha256::new();
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut left = body;
-    while left > 0 {
-        let want = left.min(READ_CHUNK as u64) as usize;
-        file.read_exact(&mut buf[..want])
-            .map_err(|e| format!("read {}: {e}", path.display()))?;
-        sha.update(&buf[..want]);
-        left -= want as u64;
-    }
-    let mut digest = [0u8; DIGEST_LEN as usize];
-    file.read_exact(&mut digest)
-        .map_err(|e| format!("read {}: {e}", path.display()))?;
-    let actual = sha.finalize();
-    if actual.as_slice() != digest {
-        return Err(format!(
-            "expected sha256 {}, got {}",
-            hex(&digest),
-            hex(actual.as_slice())
-        ));
-    }
-    Ok(body)
+/// Plans the bbolt file of what `rtx` sees (one pass over it); the plan's
+/// `file_size` is the snapshot's size before its digest.
+pub fn plan(rtx: &ReadTx) -> Result<bbolt::Plan, String> {
+    bbolt::plan(&mut BackendSource(rtx), &bbolt::WriteOptions::default())
+        .map_err(|e| e.to_string())
 }
 
-/// Loads the backend a snapshot file holds into a new file at `db`, after
-/// checking its hash (unless `skip_hash_check`). Returns the stream's length
-/// and crc32c.
-fn load(path: &Path, db: &Path, skip_hash_check: bool) -> Result<(u64, u32), String> {
-    let body = check_hash(path, skip_hash_check)?;
-    let corrupt = |e: String| format!("snapshot file is corrupt: {e}");
-    let mut file = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
-    let mut header = [0u8; 8];
-    if body < 8 || file.read_exact(&mut header).is_err() {
-        return Err("snapshot file is too short".into());
+/// Opens a snapshot file as bbolt, refusing etcdcore's older formats with a
+/// message that says what they are.
+fn open(path: &Path, check: HashCheck) -> Result<bbolt::Db<bbolt::FileSource>, String> {
+    match bbolt::Db::open_snapshot(path, check) {
+        Ok(db) => Ok(db),
+        Err(e) if older_etcdcore_format(path) => Err(format!(
+            "{} is a snapshot in etcdcore's own older format, not etcd's ({e}); this \
+             version reads etcd's format only: save a new snapshot of the member with it",
+            path.display()
+        )),
+        Err(e) => Err(e.to_string()),
     }
-    let len = u64::from_le_bytes(header);
-    if len > body - 8 {
-        return Err(corrupt(format!(
-            "a stream of {len} bytes is announced, {} bytes follow",
-            body - 8
-        )));
-    }
-    let mut loader = Loader::create(db).map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut left = len;
-    while left > 0 {
-        let want = left.min(READ_CHUNK as u64) as usize;
-        file.read_exact(&mut buf[..want])
-            .map_err(|e| format!("read {}: {e}", path.display()))?;
-        loader
-            .feed(&buf[..want])
-            .map_err(|e| corrupt(e.to_string()))?;
-        left -= want as u64;
-    }
-    // What follows the stream is padding, up to the trailer.
-    let mut at = 8 + len;
-    while at < body {
-        let want = (body - at).min(READ_CHUNK as u64) as usize;
-        file.read_exact(&mut buf[..want])
-            .map_err(|e| format!("read {}: {e}", path.display()))?;
-        if let Some(i) = buf[..want].iter().position(|b| *b != 0) {
-            return Err(corrupt(format!(
-                "data after the stream at offset {}",
-                at + i as u64
-            )));
-        }
-        at += want as u64;
-    }
-    let crc = loader.crc();
-    loader.finish().map_err(|e| corrupt(e.to_string()))?;
-    Ok((len, crc))
 }
 
-/// The length of a snapshot file for a backend stream of `stream_len` bytes
-/// (without the digest): the stream and its length, padded to 512 bytes.
-pub fn body_len(stream_len: u64) -> u64 {
-    (8 + stream_len).div_ceil(512) * 512
-}
-
-/// Writes a snapshot file of what `rtx` sees to `sink`, in pieces, all but
-/// the SHA-256 digest, which it returns (etcd sends it alone, last).
-/// `stream_len` is [`crate::backend::dump::size`] of the same transaction.
-pub fn write(
-    rtx: &crate::backend::ReadTx,
-    stream_len: u64,
-    sink: &mut dyn FnMut(Vec<u8>) -> Result<(), String>,
-) -> Result<Vec<u8>, String> {
-    let mut sha = sha2::Sha256::new();
-    let mut prefix = Some(stream_len.to_le_bytes());
-    let len = crate::backend::dump::write(rtx, &mut |mut chunk| {
-        if let Some(p) = prefix.take() {
-            chunk.splice(0..0, p);
-        }
-        sha.update(&chunk);
-        sink(chunk)
-    })
-    .map_err(|e| e.to_string())?;
-    if len != stream_len {
-        return Err(format!(
-            "the backend stream was {len} bytes, {stream_len} were announced"
-        ));
+/// Whether the file has the shape of a snapshot saved by etcdcore before it
+/// wrote etcd's format: a little-endian u64 length, that many bytes of state
+/// (the newer ones starting "ECDUMP01"), a checksum or end record, zeros to a
+/// 512-byte boundary, then the SHA-256.
+fn older_etcdcore_format(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(size) = f.metadata().map(|m| m.len()) else {
+        return false;
+    };
+    if f.read_exact(&mut head).is_err() || size % 512 != 32 {
+        return false;
     }
-    let padding = vec![0u8; (body_len(stream_len) - 8 - stream_len) as usize];
-    sha.update(&padding);
-    sink(padding)?;
-    Ok(sha.finalize().to_vec())
+    let body = size - 32;
+    let len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+    &head[8..] == b"ECDUMP01" || len.checked_add(12).is_some_and(|end| end <= body && body - end < 512)
 }
 
-/// Hash, revision, live keys and size of the state in a snapshot file (read
-/// into a scratch backend that is removed afterwards).
+/// Hash, revision, entries and size of a snapshot file, computed as
+/// `etcdutl snapshot status` computes them. As etcdutl, it reads the database
+/// without checking the trailer's digest (so a bbolt file copied out of an
+/// etcd data dir works too); damage to the structure is still an error.
 pub fn status(path: &Path) -> Result<SnapshotStatus, String> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let scratch = std::env::temp_dir().join(format!(
-        "etcdcore-snapshot-status-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
-    let result = (|| {
-        let db = scratch.join("db");
-        let (len, hash) = load(path, &db, false)?;
-        let state = StateMachine::load(Backend::open(&db).map_err(|e| e.to_string())?, 0)
-            .map_err(|e| e.to_string())?;
-        Ok(SnapshotStatus {
-            hash,
-            revision: state.store.current_revision(),
-            total_keys: state.store.keys_count() as u64,
-            total_size: len,
-        })
-    })();
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
+    let db = open(path, HashCheck::Skip)?;
+    let mut crc = 0u32;
+    let mut st = SnapshotStatus {
+        hash: 0,
+        revision: 0,
+        total_keys: 0,
+        total_size: db.size(),
+    };
+    for name in db.buckets().map_err(|e| e.to_string())? {
+        crc = crc32c::crc32c_append(crc, &name);
+        let bucket = db
+            .bucket(&name)
+            .map_err(|e| e.to_string())?
+            .ok_or("a listed bucket is missing")?;
+        let is_key = name == b"key";
+        let mut c = bucket.cursor();
+        while let Some(e) = c.next().map_err(|e| e.to_string())? {
+            crc = crc32c::crc32c_append(crc, e.key);
+            crc = crc32c::crc32c_append(crc, e.value);
+            if is_key {
+                if let Ok((rev, _)) = schema::parse_revision(e.key) {
+                    st.revision = rev.main;
+                }
+            }
+            st.total_keys += 1;
+        }
+    }
+    st.hash = crc;
+    Ok(st)
 }
 
 /// Writes a new data dir holding the snapshot's data for member `cfg.name` of
@@ -246,7 +194,14 @@ pub fn restore(path: &Path, cfg: &RestoreConfig) -> Result<(), String> {
         })?;
     let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
     let cluster_id = identity::cluster_id(&ids);
-    let result = write_data_dir(path, cfg, own, cluster_id, members);
+    let check = if cfg.skip_hash_check {
+        HashCheck::Skip
+    } else {
+        HashCheck::Verify
+    };
+    // Opened (and its digest checked) before anything is written.
+    let db = open(path, check)?;
+    let result = write_data_dir(&db, cfg, own, cluster_id, members);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&cfg.data_dir);
     }
@@ -260,20 +215,54 @@ fn dir_has_entries(dir: &Path) -> bool {
     }
 }
 
+/// Copies the snapshot's buckets into a new backend at `db_path`. Buckets
+/// etcd has and etcdcore does not keep (none in 3.4 or 3.5) are left out.
+fn load(db: &bbolt::Db<bbolt::FileSource>, db_path: &Path) -> Result<(), String> {
+    use redb::TableHandle;
+    let mut loader = Loader::create(db_path).map_err(|e| e.to_string())?;
+    for name in db.buckets().map_err(|e| e.to_string())? {
+        let Some(def) = schema::BUCKETS
+            .iter()
+            .find(|b| b.name().as_bytes() == name.as_slice())
+        else {
+            continue;
+        };
+        let index = bucket_index(*def);
+        let bucket = db
+            .bucket(&name)
+            .map_err(|e| e.to_string())?
+            .ok_or("a listed bucket is missing")?;
+        let mut c = bucket.cursor();
+        while let Some(e) = c.next().map_err(|e| e.to_string())? {
+            if e.is_bucket() {
+                return Err(format!(
+                    "bucket {:?} holds a nested bucket, which etcd never writes",
+                    String::from_utf8_lossy(&name)
+                ));
+            }
+            loader
+                .record(index, e.key, e.value)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    loader.finish_copy().map_err(|e| e.to_string())
+}
+
 fn write_data_dir(
-    path: &Path,
+    db: &bbolt::Db<bbolt::FileSource>,
     cfg: &RestoreConfig,
     member_id: u64,
     cluster_id: u64,
     members: Vec<MemberRecord>,
 ) -> Result<(), String> {
-    let db = crate::raft_node::backend_path(&cfg.data_dir);
-    let snap_dir = db.parent().expect("db is in member/snap");
+    let db_path = crate::raft_node::backend_path(&cfg.data_dir);
+    let snap_dir = db_path.parent().expect("db is in member/snap");
     std::fs::create_dir_all(snap_dir)
         .map_err(|e| format!("cannot create {}: {e}", snap_dir.display()))?;
-    load(path, &db, cfg.skip_hash_check)?;
-    let mut state = StateMachine::load(Backend::open(&db).map_err(|e| e.to_string())?, cluster_id)
-        .map_err(|e| e.to_string())?;
+    load(db, &db_path)?;
+    let backend = Backend::open(&db_path).map_err(|e| e.to_string())?;
+    let mut state = StateMachine::load(backend, cluster_id)
+        .map_err(|e| format!("the snapshot's data is not a consistent etcd state: {e}"))?;
     // Alarms named the old cluster's members; the new one starts clean.
     state.alarms.clear();
     state.membership = Membership::new(cluster_id, members);

@@ -201,11 +201,13 @@ impl StateMachine {
             }
             Request::Auth(a) => {
                 if let Some(r) = &a.request {
+                    let was_enabled = self.auth.enabled();
                     self.auth.apply(r)?;
                     // Simple tokens live in memory only, as etcd's do.
                     if !matches!(r, Admin::AssignToken(_)) {
+                        let changed = was_enabled != self.auth.enabled();
                         tables
-                            .save_auth(&self.auth.to_state())
+                            .save_auth(&self.auth.to_state(), changed)
                             .map_err(backend_err)?;
                     }
                 }

@@ -80,6 +80,9 @@ def test_the_gateway_moves_to_another_member_when_its_member_dies(
         used = member_ids(cluster)[serving_member_id(gw.endpoint)]
         dead = next(m for m in cluster.members if m.name == used)
         dead.kill9()
+        # The survivors elect a leader first if the dead member led (that
+        # takes an election timeout or two, with etcd as with etcdcore).
+        cluster.leader(timeout=30)
 
         assert etcdctl(gw.endpoint, "put", "gw/after", "v").stdout == "OK\n"
 
@@ -99,6 +102,7 @@ def test_a_dead_endpoint_is_dialed_again_every_retry_delay_and_comes_back(
     first = cluster.members[0]
     try:
         first.stop()
+        cluster.leader(timeout=30)
         # Each endpoint is tried in turn: one of these meets the dead one.
         for _ in range(3):
             etcdctl(gw.endpoint, "put", "gw/k", "v")

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, Durability, TableHandle};
 
 use super::schema::{self, BUCKETS};
-use super::{BackendError, ReadTx, CACHE_BYTES};
+use super::{BackendError, ReadTx};
 
 const MAGIC: &[u8; 8] = b"ECDUMP01";
 const END: u8 = 0xff;
@@ -97,6 +97,9 @@ pub struct Loader {
 
 /// Bytes of records the loader gathers before writing them.
 const LOAD_BATCH_BYTES: usize = 8 << 20;
+/// A load writes in key order and reads nothing back: a small page cache
+/// does, and keeps a restore's memory small.
+const LOAD_CACHE_BYTES: usize = 32 << 20;
 
 impl Loader {
     /// Starts a backend at `path`, which must not exist yet.
@@ -107,7 +110,7 @@ impl Loader {
         let tmp = path.with_extension("loading");
         let _ = std::fs::remove_file(&tmp);
         let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(LOAD_CACHE_BYTES)
             .create(&tmp)
             .map_err(|e| BackendError::new(&tmp, e))?;
         Ok(Loader {

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | key | revision (17 bytes, `t` added for a tombstone) | mvccpb.KeyValue |
 //! | meta | `consistent_index`, `term` | u64 big-endian |
+//! | meta | `confState` | JSON of raftpb.ConfState |
 //! | meta | `scheduledCompactRev`, `finishedCompactRev` | revision (17 bytes) |
 //! | lease | lease id, i64 big-endian | leasepb.Lease |
 //! | alarm | etcdserverpb.AlarmMember | empty |
@@ -55,6 +56,7 @@ pub const BUCKETS: [Bucket; 10] = [
 
 pub const CONSISTENT_INDEX: &[u8] = b"consistent_index";
 pub const TERM: &[u8] = b"term";
+pub const CONF_STATE: &[u8] = b"confState";
 pub const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 pub const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
 pub const CLUSTER_VERSION: &[u8] = b"clusterVersion";
@@ -167,6 +169,25 @@ pub fn parse_member(bytes: &[u8]) -> Result<MemberRecord, String> {
     })
 }
 
+/// raftpb.ConfState as etcd 3.5 saves it in `meta` (Go's encoding/json of
+/// the gogo struct: empty lists left out, auto_leave always there).
+pub fn conf_state_value(voters: &[u64], learners: &[u64]) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct ConfStateJson<'a> {
+        #[serde(skip_serializing_if = "<[u64]>::is_empty")]
+        voters: &'a [u64],
+        #[serde(skip_serializing_if = "<[u64]>::is_empty")]
+        learners: &'a [u64],
+        auto_leave: bool,
+    }
+    serde_json::to_vec(&ConfStateJson {
+        voters,
+        learners,
+        auto_leave: false,
+    })
+    .expect("a conf state encodes")
+}
+
 pub fn user_value(u: &User) -> Vec<u8> {
     u.encode_to_vec()
 }
@@ -216,6 +237,18 @@ mod tests {
         assert_eq!(
             String::from_utf8(member_value(&m)).unwrap(),
             r#"{"id":1,"peerURLs":["http://a:2380"],"isLearner":true}"#
+        );
+    }
+
+    #[test]
+    fn conf_state_json_is_etcds() {
+        assert_eq!(
+            String::from_utf8(conf_state_value(&[1, 2], &[])).unwrap(),
+            r#"{"voters":[1,2],"auto_leave":false}"#
+        );
+        assert_eq!(
+            String::from_utf8(conf_state_value(&[1], &[9])).unwrap(),
+            r#"{"voters":[1],"learners":[9],"auto_leave":false}"#
         );
     }
 

@@ -124,19 +124,38 @@ impl<'t> Tables<'t> {
         self.replace(schema::ALARM, &entries)
     }
 
+    /// The membership: every member (etcd's JSON), the removed ids, the
+    /// Raft configuration they stand for (`meta`'s confState) and the
+    /// cluster version.
     pub fn save_membership<'m>(
         &self,
         members: impl Iterator<Item = &'m MemberRecord>,
         removed: impl Iterator<Item = u64>,
     ) -> Result<(), BackendError> {
-        let members: Vec<_> = members
+        let members: Vec<&MemberRecord> = members.collect();
+        let rows: Vec<_> = members
+            .iter()
             .map(|m| (schema::member_key(m.id), schema::member_value(m)))
             .collect();
-        self.replace(schema::MEMBERS, &members)?;
+        self.replace(schema::MEMBERS, &rows)?;
         let removed: Vec<_> = removed
             .map(|id| (schema::member_key(id), schema::REMOVED.to_vec()))
             .collect();
         self.replace(schema::MEMBERS_REMOVED, &removed)?;
+        let ids = |learner: bool| -> Vec<u64> {
+            let mut ids: Vec<u64> = members
+                .iter()
+                .filter(|m| m.is_learner == learner)
+                .map(|m| m.id)
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        self.put(
+            schema::META,
+            schema::CONF_STATE,
+            &schema::conf_state_value(&ids(false), &ids(true)),
+        )?;
         self.put(
             schema::CLUSTER,
             schema::CLUSTER_VERSION,
@@ -144,17 +163,22 @@ impl<'t> Tables<'t> {
         )
     }
 
-    pub fn save_auth(&self, auth: &AuthState) -> Result<(), BackendError> {
-        self.replace(
+    /// The auth store after a change: its revision, users and roles, and the
+    /// enabled flag when `enabled_changed` (etcd writes that key only when
+    /// auth is turned on or off).
+    pub fn save_auth(&self, auth: &AuthState, enabled_changed: bool) -> Result<(), BackendError> {
+        self.put(
             schema::AUTH,
-            &[
-                (schema::AUTH_ENABLED.to_vec(), vec![u8::from(auth.enabled)]),
-                (
-                    schema::AUTH_REVISION.to_vec(),
-                    schema::u64_value(auth.revision).to_vec(),
-                ),
-            ],
+            schema::AUTH_REVISION,
+            &schema::u64_value(auth.revision),
         )?;
+        if enabled_changed {
+            self.put(
+                schema::AUTH,
+                schema::AUTH_ENABLED,
+                &[u8::from(auth.enabled)],
+            )?;
+        }
         let users: Vec<_> = auth
             .users
             .iter()

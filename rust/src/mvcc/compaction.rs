@@ -138,13 +138,14 @@ mod tests {
     }
 
     #[test]
-    fn compact_at_delete_revision_keeps_tombstone() {
+    fn compact_at_delete_revision_drops_the_key_as_etcd() {
         let mut s = TestStore::new();
         put(&mut s, "a", "1"); // 2
         del(&mut s, "a"); // 3
         s.compact(3).unwrap();
-        assert_eq!(revs(&s), vec![3]);
+        assert!(revs(&s).is_empty());
         assert!(get_at(&s, "a", 3).is_none());
+        assert!(s.store.index.key_index(b"a").is_none());
     }
 
     #[test]

@@ -231,13 +231,15 @@ impl KeyIndex {
 
     /// Where compaction at `at` cuts: the first generation still needed and,
     /// in it, the index of the newest revision at or before `at` (None if all
-    /// its revisions are newer).
+    /// its revisions are newer). As etcd's doCompact, a generation whose
+    /// tombstone is at or before `at` is not needed, even one deleted at
+    /// exactly `at`: nothing at or after `at` can see the key in it.
     fn cut(&self, at: i64) -> (usize, Option<usize>) {
         let last = self.generations.len() - 1;
         let gi = (0..last)
             .find(|&i| {
                 let tomb = self.generations[i].revs.last().expect("closed generation");
-                tomb.main >= at
+                tomb.main > at
             })
             .unwrap_or(last);
         let ri = self.generations[gi].revs.iter().rposition(|r| r.main <= at);
@@ -245,9 +247,9 @@ impl KeyIndex {
     }
 
     /// Forgets what no read at a revision `>= at` can see: earlier
-    /// generations and, in the first remaining one, revisions older than the
-    /// newest at or before `at`. That newest revision (even a tombstone at
-    /// exactly `at`) is kept and added to `kept`. The key index may end up
+    /// generations (those deleted at or before `at`) and, in the first
+    /// remaining one, revisions older than the newest at or before `at`,
+    /// which is kept and added to `kept`. The key index may end up
     /// [`KeyIndex::is_empty`].
     pub fn compact(&mut self, at: i64, kept: &mut HashSet<Revision>) {
         let (gi, ri) = self.cut(at);
@@ -423,12 +425,12 @@ mod tests {
     }
 
     #[test]
-    fn compact_at_tombstone_keeps_the_tombstone() {
+    fn compact_at_tombstone_drops_its_generation_as_etcd() {
         let mut ki = sample();
         let mut kept = HashSet::new();
         ki.compact(4, &mut kept);
-        assert_eq!(revs(&ki), vec![vec![4], vec![6, 7], vec![]]);
-        assert_eq!(kept, HashSet::from([r(4)]));
+        assert_eq!(revs(&ki), vec![vec![6, 7], vec![]]);
+        assert!(kept.is_empty());
         assert_eq!(ki.get(4), None);
     }
 
@@ -442,13 +444,12 @@ mod tests {
     }
 
     #[test]
-    fn compact_after_final_tombstone_empties_key() {
+    fn compact_at_or_after_final_tombstone_empties_key() {
         let mut ki = sample();
         let mut kept = HashSet::new();
         ki.compact(7, &mut kept);
-        assert_eq!(revs(&ki), vec![vec![7], vec![]]);
-        ki.compact(8, &mut kept);
         assert!(ki.is_empty());
+        assert!(kept.is_empty());
     }
 
     #[test]

@@ -74,6 +74,10 @@ pub(crate) fn write_bootstrap(state: &mut StateMachine, wal: &mut Wal) -> Result
         tables
             .save_alarms(&state.alarms)
             .map_err(|e| e.to_string())?;
+        // etcd's auth store records its revision from the start.
+        tables
+            .save_auth(&state.auth.to_state(), false)
+            .map_err(|e| e.to_string())?;
         state
             .set_applied(&tables, BOOTSTRAP_INDEX, BOOTSTRAP_TERM)
             .map_err(|e| e.to_string())?;

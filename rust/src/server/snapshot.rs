@@ -1,5 +1,6 @@
 //! Maintenance.Snapshot, served in Rust: the backend streamed from one read
-//! transaction (a [`crate::snapshot_file`]) in etcd's message shape — 32 KiB
+//! transaction as etcd's snapshot (a bbolt file and its SHA-256, see
+//! [`crate::snapshot_file`]) in etcd's message shape — 32 KiB
 //! `blob`s with `remaining_bytes` counting down to 0, then one last message
 //! carrying the SHA-256 of everything before it, no headers. The backend is
 //! read on a blocking thread; what is in memory at once is a few chunks,
@@ -17,7 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::policy;
-use crate::backend::dump;
+use crate::bbolt::TrailerWriter;
 use crate::pb::etcdserverpb::{SnapshotRequest, SnapshotResponse};
 use crate::raft_node::NodeHandle;
 use crate::snapshot_file;
@@ -98,30 +99,70 @@ fn stream(
     rtx: &crate::backend::ReadTx,
     answers: &mpsc::Sender<Result<Bytes, Status>>,
 ) -> Result<u64, String> {
-    let stream_len = dump::size(rtx).map_err(|e| e.to_string())?;
-    let total = snapshot_file::body_len(stream_len);
+    let plan = snapshot_file::plan(rtx)?;
+    let total = plan.file_size();
     log::info!("sending database snapshot to client (total-bytes {total})");
-    let mut sent = 0u64;
-    let send = |blob: &[u8], remaining: u64| {
+    let mut out = TrailerWriter::new(Blobs {
+        answers,
+        total,
+        sent: 0,
+        pending: Vec::with_capacity(BLOB_BYTES),
+    });
+    plan.write(&mut snapshot_file::BackendSource(rtx), &mut out)
+        .map_err(|e| e.to_string())?;
+    let blobs = out.finish().map_err(|e| e.to_string())?;
+    if blobs.sent != total {
+        return Err(format!("sent {} bytes of a {total}-byte snapshot", blobs.sent));
+    }
+    // The digest, alone and last, as etcd sends it.
+    blobs.send(&blobs.pending, 0).map_err(|e| e.to_string())?;
+    Ok(total)
+}
+
+/// The database bytes as 32 KiB `blob`s with `remaining_bytes` counting
+/// down; whatever comes after the database (the digest) is kept in
+/// `pending` for the caller to send.
+struct Blobs<'a> {
+    answers: &'a mpsc::Sender<Result<Bytes, Status>>,
+    total: u64,
+    sent: u64,
+    pending: Vec<u8>,
+}
+
+impl Blobs<'_> {
+    fn send(&self, blob: &[u8], remaining: u64) -> std::io::Result<()> {
         let resp = SnapshotResponse {
             header: None,
             remaining_bytes: remaining,
             blob: blob.to_vec(),
         };
-        answers
+        self.answers
             .blocking_send(Ok(resp.encode_to_vec().into()))
-            .map_err(|_| "the client went away".to_string())
-    };
-    let digest = snapshot_file::write(rtx, stream_len, &mut |chunk| {
-        for blob in chunk.chunks(BLOB_BYTES) {
-            sent += blob.len() as u64;
-            send(blob, total.saturating_sub(sent))?;
-        }
-        Ok(())
-    })?;
-    if sent != total {
-        return Err(format!("sent {sent} bytes of a {total}-byte snapshot"));
+            .map_err(|_| std::io::Error::other("the client went away"))
     }
-    send(&digest, 0)?;
-    Ok(total)
+}
+
+impl std::io::Write for Blobs<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let in_db = self.total.saturating_sub(self.sent + self.pending.len() as u64);
+        if in_db == 0 {
+            self.pending.extend_from_slice(buf);
+            return Ok(buf.len());
+        }
+        let take = (buf.len() as u64).min(in_db) as usize;
+        let room = BLOB_BYTES - self.pending.len();
+        let take = take.min(room);
+        self.pending.extend_from_slice(&buf[..take]);
+        let at_end = self.sent + self.pending.len() as u64 == self.total;
+        if self.pending.len() == BLOB_BYTES || at_end {
+            self.sent += self.pending.len() as u64;
+            self.send(&self.pending, self.total - self.sent)?;
+            self.pending.clear();
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -116,9 +116,7 @@ def run_events(resp: rpc_pb2.WatchResponse, exec_args: list[str]) -> None:
             raise SystemExit(EXIT_ERROR)
 
 
-def print_response(
-    ctx: Context, resp: rpc_pb2.WatchResponse, exec_args: list[str] | None
-) -> bool:
+def print_response(ctx: Context, resp: rpc_pb2.WatchResponse, exec_args: list[str] | None) -> bool:
     """Prints one response as etcdctl does; False when it cancels the watch."""
     if resp.created and not resp.events and not resp.canceled:
         return True
