@@ -192,6 +192,44 @@ def test_keep_alives_through_a_follower_keep_many_leases(cluster: Cluster) -> No
     expire_and_time(follower.endpoint, "fwd/", 1000, timeout=30)
 
 
+def test_expired_leases_kept_alive_through_a_follower_hold_up_no_live_lease(
+    cluster: Cluster,
+) -> None:
+    """Thousands of leases expire at once and wait their turn to be revoked
+    (1000 a second); clients keep renewing some of the last ones through a
+    follower meanwhile. The follower batches every client's renewals into the
+    same calls to the leader: a live lease renewed through it is not held up
+    behind them and survives."""
+    leader = cluster.leader()
+    follower = cluster.followers()[0]
+    live = follower.etcdctl("lease", "grant", "3").stdout.split()[1]
+    follower.etcdctl("put", "live", "v", f"--lease={live}")
+    keeper = follower.etcdctl_popen("lease", "keep-alive", live)
+    try:
+        dead = leases.grant_with_keys(leader.endpoint, 6000, 2, "dead/")
+        # All expired now; most wait their turn, the last granted longest.
+        time.sleep(2.2)
+        late = dead[-400:]
+        answers: list[list[int]] = []
+
+        def renew_one_by_one(part: list[int]) -> None:
+            answers.append(leases.keep_alive(follower.endpoint, part, window=1))
+
+        threads = [threading.Thread(target=renew_one_by_one, args=(late[k::8],)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # Each answered TTL 0 once revoked (or found revoked).
+        assert sorted(ttl for a in answers for ttl in a) == [0] * 400
+        expire_and_time(follower.endpoint, "dead/", 6000, timeout=60)
+        assert serializable_get(follower, b"live") == b"v"
+        assert keeper.poll() is None
+    finally:
+        keeper.kill()
+        keeper.communicate()
+
+
 def test_time_to_live_on_a_follower_is_the_leaders_countdown(cluster: Cluster) -> None:
     leader = cluster.leader()
     follower = cluster.followers()[0]

@@ -37,10 +37,20 @@ pub async fn caught_up(node: &NodeHandle) {
 /// answer did not come before `deadline`.
 ///
 /// An expired lease is answered once its revocation is applied, as etcd
-/// does. A lease with a checkpointed remaining TTL has it cleared through
-/// Raft first (one entry for all such leases of the call), so a restart
-/// does not bring the old remaining TTL back.
-pub async fn renew(node: &NodeHandle, ids: &[i64], deadline: Instant) -> Vec<Option<i64>> {
+/// does: here, when `wait_for_revocation`; otherwise it is left None at
+/// once, for the caller to ask again. A follower's batch holds the renewals
+/// of many clients, and one expired lease waiting in the revocation queue
+/// (1000 a second) must not hold up the others.
+///
+/// A lease with a checkpointed remaining TTL has it cleared through Raft
+/// first (one entry for all such leases of the call), so a restart does not
+/// bring the old remaining TTL back.
+pub async fn renew(
+    node: &NodeHandle,
+    ids: &[i64],
+    deadline: Instant,
+    wait_for_revocation: bool,
+) -> Vec<Option<i64>> {
     caught_up(node).await;
     let lessor = &node.shared.lessor;
     let mut out = vec![None; ids.len()];
@@ -81,6 +91,9 @@ pub async fn renew(node: &NodeHandle, ids: &[i64], deadline: Instant) -> Vec<Opt
                 }
             }
         }
+    }
+    if !wait_for_revocation {
+        return out;
     }
     for (i, rx) in expired {
         if let Ok(Ok(Revocation::Revoked)) = tokio::time::timeout_at(deadline.into(), rx).await {

@@ -471,3 +471,41 @@ fn a_restart_brings_back_the_leases_and_a_new_term_promotes_again() {
     assert!(view.remaining >= 59, "{view:?}");
     node.stop();
 }
+
+#[test]
+fn a_forwarded_renewal_of_an_expired_lease_is_answered_ask_again_at_once() {
+    use crate::lessor::leader;
+    use crate::pb::etcdserverpb::LeaseGrantRequest;
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(
+        config(dir.path(), 1000),
+        Arc::new(Bridge::new().unwrap()),
+        None,
+    )
+    .unwrap();
+    let h = node.handle();
+    for (id, ttl) in [(5, 1), (6, 30)] {
+        h.propose_blocking(Request::LeaseGrant(LeaseGrantRequest { id, ttl }))
+            .unwrap();
+    }
+    // No expiry task runs here: lease 5 stays expired and unrevoked.
+    std::thread::sleep(Duration::from_millis(1100));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let forwarded = rt.block_on(leader::renew(&h, &[5, 6, 7], deadline, false));
+    assert_eq!(forwarded, vec![None, Some(30), Some(0)]);
+    assert!(
+        Instant::now() < deadline,
+        "the expired lease held the batch up"
+    );
+    // A client of this member waits for the revocation, here in vain.
+    let deadline = Instant::now() + Duration::from_millis(300);
+    let local = rt.block_on(leader::renew(&h, &[5, 6], deadline, true));
+    assert_eq!(local, vec![None, Some(30)]);
+    assert!(Instant::now() >= deadline);
+    node.stop();
+}

@@ -108,7 +108,7 @@ impl LeaseService {
             let leader = shared.leader();
             let got: Vec<Option<i64>> =
                 if shared.lessor.is_primary() || leader == self.node.config.id {
-                    leader::renew(&self.node, &pending_ids, deadline).await
+                    leader::renew(&self.node, &pending_ids, deadline, true).await
                 } else if let (true, Some(t)) = (leader != 0, &self.transport) {
                     match tokio::time::timeout_at(deadline.into(), t.forward_renewals(pending_ids))
                         .await
