@@ -221,6 +221,11 @@ async def serve(
 
 def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """Parse, start, serve, stop; returns the exit code."""
+    if argv and argv[0] == "grpc-proxy":
+        # etcd dispatches its proxy subcommand on the first argument alone.
+        from etcdcore.grpcproxy.main import run as run_grpc_proxy
+
+        return run_grpc_proxy(argv[1:])
     try:
         cfg = ServerConfig.from_args(argv, environ)
     except HelpRequested:
