@@ -335,9 +335,7 @@ class ProxyConfig:
         if self.resolver_prefix and self.resolver_ttl > 0 and not self.advertise_client_url:
             raise CheckError(f'invalid advertise-client-url "{self.advertise_client_url}"')
         if self.auto_tls and self.self_signed_cert_validity == 0:
-            raise CheckError(
-                "selfSignedCertValidity is invalid,it should be greater than 0"
-            )
+            raise CheckError("selfSignedCertValidity is invalid,it should be greater than 0")
 
     def send_limit(self) -> int:
         return self.max_send_bytes if self.max_send_bytes > 0 else CLIENT_DEFAULT_SEND
@@ -379,7 +377,8 @@ def parse_pflags(argv: Sequence[str]) -> dict[str, list[str]]:
                 try:
                     help_asked = parse_bool(value)
                 except ValueError as e:
-                    raise UsageError(f'invalid argument "{value}" for "-h, --help" flag: {e}') from None
+                    msg = f'invalid argument "{value}" for "-h, --help" flag: {e}'
+                    raise UsageError(msg) from None
             else:
                 help_asked = True
             continue

@@ -115,7 +115,10 @@ def serve(cfg: ProxyConfig) -> int:
     if cert_file or key_file or ca_file:
         for path in (cert_file, key_file, ca_file):
             if path and (err := _go_open_error(path)):
-                log.critical("failed to create TLS listener", extra=_fields(error=err))
+                # zap's Fatal: the level says so (the formatter knows no "fatal").
+                log.critical(
+                    "failed to create TLS listener", extra=_fields(level="fatal", error=err)
+                )
                 return 1
         log.info(
             "gRPC proxy server TLS",

@@ -135,7 +135,8 @@ async def serve(
     handle_signals = stop is None
     bridge = Bridge(core)
     lessor = Lessor(core, election_timeout_ms=cfg.election_timeout)
-    WatchHub(core, max_response_bytes=cfg.max_request_bytes + GRPC_OVERHEAD_BYTES).register(bridge)
+    watch_hub = WatchHub(core, max_response_bytes=cfg.max_request_bytes + GRPC_OVERHEAD_BYTES)
+    watch_hub.register(bridge)
     credentials = client_credentials(cfg.client_tls) if cfg.client_tls_enabled() else None
     leader = LeaderClient(core, credentials)
     LeaseService(core, lessor, leader).register(bridge)
@@ -184,6 +185,7 @@ async def serve(
         credentials,
         client_port_socket,
     )
+    http.metrics.watcher_count = watch_hub.watcher_count
     await http.start()
     log.info("ready to serve client requests")
     traffic = "grpc+http" if client_port_socket else "grpc"

@@ -148,10 +148,19 @@ pub struct Proxy {
     pub local_addr: SocketAddr,
 }
 
+/// Binds `addr`, failing in Go's words (`listen tcp ADDR: bind: address
+/// already in use`), as etcd's proxy reports it.
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("listen tcp {addr}: bind: {e}"))
+    use std::io::ErrorKind;
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let why = match e.kind() {
+            ErrorKind::AddrInUse => "address already in use".to_string(),
+            ErrorKind::AddrNotAvailable => "cannot assign requested address".to_string(),
+            ErrorKind::PermissionDenied => "permission denied".to_string(),
+            _ => e.to_string(),
+        };
+        format!("listen tcp {addr}: bind: {why}")
+    })
 }
 
 impl Proxy {
