@@ -17,6 +17,7 @@ from etcdcore.proto.v3lock import v3lock_pb2, v3lock_pb2_grpc
 
 from . import requests as rq
 from .errors import EtcdError, NotLeaderError, from_rpc_error
+from .namespace import Namespace
 from .types import (
     Alarm,
     DeleteResult,
@@ -123,6 +124,8 @@ class Client:
     path or its bytes. Auth: with ``user`` and ``password`` the client logs in
     on its first call and sends the token with every call, logging in again
     (once per call) when the server says the token is no longer valid.
+    Namespace: ``namespace="/tenant-a/"`` puts every key under that prefix and
+    takes it off every key answered (see :mod:`.namespace`).
     """
 
     def __init__(
@@ -135,8 +138,10 @@ class Client:
         key: rq.PemSource | None = None,
         user: str | None = None,
         password: str | None = None,
+        namespace: bytes | str = b"",
     ):
         tls = ca_cert is not None or cert is not None
+        self.namespace = Namespace(namespace)
         self.endpoints, tls = rq.parse_endpoints(endpoints, tls)
         self.timeout = timeout
         self._credentials = rq.channel_credentials(ca_cert, cert, key) if tls else None
@@ -261,30 +266,31 @@ class Client:
     def get(self, key: rq.Bytesish, **options: Any) -> GetResult:
         """Range: one key, a prefix (``prefix=True``) or ``range_end``; see
         :func:`requests.range_request` for every option."""
-        req = rq.range_request(key, **options)
+        req = self.namespace.range(rq.range_request(key, **options))
         r = self._call(lambda ch: rpc_pb2_grpc.KVStub(ch).Range(req, timeout=self.timeout), True)
-        return rq.get_result(r)
+        return rq.get_result(self.namespace.range_response(r))
 
     def put(self, key: rq.Bytesish, value: rq.Bytesish, **options: Any) -> PutResult:
         """Put ``value`` at ``key`` (``lease=``, ``prev_kv=``)."""
-        req = rq.put_request(key, value, **options)
+        req = self.namespace.put(rq.put_request(key, value, **options))
         r = self._call(lambda ch: rpc_pb2_grpc.KVStub(ch).Put(req, timeout=self.timeout), False)
-        return rq.put_result(r)
+        return rq.put_result(self.namespace.put_response(r))
 
     def delete(self, key: rq.Bytesish, **options: Any) -> DeleteResult:
         """Delete a key, a prefix (``prefix=True``) or a range (``prev_kv=``)."""
-        req = rq.delete_request(key, **options)
+        req = self.namespace.delete(rq.delete_request(key, **options))
         r = self._call(
             lambda ch: rpc_pb2_grpc.KVStub(ch).DeleteRange(req, timeout=self.timeout), False
         )
-        return rq.delete_result(r)
+        return rq.delete_result(self.namespace.delete_response(r))
 
     def txn(self) -> rq.TxnBuilder:
         """``client.txn().if_(...).then(...).else_(...).commit()``."""
 
         def commit(req: rpc_pb2.TxnRequest) -> TxnResult:
+            req = self.namespace.txn(req)
             r = self._call(lambda ch: rpc_pb2_grpc.KVStub(ch).Txn(req, timeout=self.timeout), False)
-            return rq.txn_result(r)
+            return rq.txn_result(self.namespace.txn_response(r))
 
         return rq.TxnBuilder(commit)
 
@@ -320,7 +326,7 @@ class Client:
         start_revision: int,
         prev_kv: bool,
     ) -> Generator[list[Event] | None, None, None]:
-        k, end = rq.key_range(key, prefix, range_end)
+        k, end = self.namespace.watch(*rq.key_range(key, prefix, range_end))
         confirmed = False
         next_rev = start_revision
         while True:
@@ -338,7 +344,7 @@ class Client:
             call = rpc_pb2_grpc.WatchStub(self._channel()).Watch(requests())
             try:
                 for resp in call:
-                    events, next_rev = rq.watch_step(resp, next_rev)
+                    events, next_rev = rq.watch_step(self.namespace.watch_response(resp), next_rev)
                     if resp.created and not confirmed:
                         confirmed = True
                         yield None
@@ -373,7 +379,7 @@ class Client:
         r = self._call(
             lambda ch: rpc_pb2_grpc.LeaseStub(ch).LeaseTimeToLive(req, timeout=self.timeout), True
         )
-        return LeaseInfo(r.ID, r.TTL, r.grantedTTL, list(r.keys))
+        return LeaseInfo(r.ID, r.TTL, r.grantedTTL, self.namespace.lease_keys(list(r.keys)))
 
     def lease_keep_alive_once(self, lease_id: int) -> int:
         """Renew once; returns the TTL (0 when the lease is gone)."""
@@ -406,10 +412,10 @@ class Client:
         lock key. The lock is bound to a lease kept alive meanwhile, so a crashed
         holder releases it within ``ttl`` seconds."""
         with self.lease(ttl) as lease:
-            req = v3lock_pb2.LockRequest(name=rq.to_bytes(name), lease=lease.id)
+            req = v3lock_pb2.LockRequest(name=self.namespace.key(rq.to_bytes(name)), lease=lease.id)
             r = self._call(lambda ch: v3lock_pb2_grpc.LockStub(ch).Lock(req), False)
             try:
-                yield r.key
+                yield self.namespace.strip_key(r.key)
             finally:
                 unlock = v3lock_pb2.UnlockRequest(key=r.key)
                 self._call(
@@ -588,7 +594,8 @@ class Election:
             return self._key
         lease = self.client.lease_grant(self.ttl)
         keep = _KeepAlive(self.client, lease.id, self.ttl)
-        req = rq.campaign_request(self.name, lease.id, value)
+        ns = self.client.namespace
+        req = rq.campaign_request(ns.key(self.name), lease.id, value)
         try:
             r = self.client._call(
                 lambda ch: v3election_pb2_grpc.ElectionStub(ch).Campaign(req, timeout=timeout),
@@ -599,7 +606,7 @@ class Election:
             with contextlib.suppress(EtcdError):
                 self.client.lease_revoke(lease.id)
             raise
-        self._key, self._keep = rq.leader_key(r.leader), keep
+        self._key, self._keep = rq.leader_key(ns.strip_leader_key(r.leader)), keep
         return self._key
 
     def proclaim(self, value: rq.Bytesish) -> None:
@@ -608,6 +615,7 @@ class Election:
         if self._key is None:
             raise NotLeaderError(grpc.StatusCode.FAILED_PRECONDITION, "election: not leader")
         req = rq.proclaim_request(self._key, value)
+        self.client.namespace.leader_key(req.leader)
         self.client._call(
             lambda ch: v3election_pb2_grpc.ElectionStub(ch).Proclaim(
                 req, timeout=self.client.timeout
@@ -617,7 +625,8 @@ class Election:
 
     def leader(self) -> KeyValue | None:
         """The current leader's key and value, or None when nobody leads."""
-        req = v3election_pb2.LeaderRequest(name=self.name)
+        ns = self.client.namespace
+        req = v3election_pb2.LeaderRequest(name=ns.key(self.name))
         try:
             r = self.client._call(
                 lambda ch: v3election_pb2_grpc.ElectionStub(ch).Leader(
@@ -629,19 +638,20 @@ class Election:
             if e.message == rq.ERR_ELECTION_NO_LEADER:
                 return None
             raise
-        return rq.leader_value(r)
+        return rq.leader_value(ns.leader_response(r))
 
     def observe(self) -> Generator[KeyValue, None, None]:
         """The leader's key-value now (once somebody leads), then each time
         the leader or its value changes, forever. Close the generator (or break
         out of the loop) to stop; a broken stream raises :class:`EtcdError`."""
-        req = v3election_pb2.LeaderRequest(name=self.name)
+        ns = self.client.namespace
+        req = v3election_pb2.LeaderRequest(name=ns.key(self.name))
         call = v3election_pb2_grpc.ElectionStub(self.client._channel()).Observe(req)
 
         def values() -> Generator[KeyValue, None, None]:
             try:
                 for r in call:
-                    kv = rq.leader_value(r)
+                    kv = rq.leader_value(ns.leader_response(r))
                     if kv is not None:
                         yield kv
             except grpc.RpcError as e:
@@ -659,6 +669,7 @@ class Election:
             return
         self._key = self._keep = None
         req = rq.resign_request(key)
+        self.client.namespace.leader_key(req.leader)
         try:
             self.client._call(
                 lambda ch: v3election_pb2_grpc.ElectionStub(ch).Resign(

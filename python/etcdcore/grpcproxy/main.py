@@ -154,7 +154,7 @@ def serve(cfg: ProxyConfig) -> int:
             advertise_client_url=cfg.advertise_client_url,
             resolver_prefix=cfg.resolver_prefix,
             resolver_ttl=cfg.resolver_ttl,
-            namespace=cfg.namespace.encode(),
+            namespace=cfg.namespace.encode("utf-8", "surrogateescape"),
             metrics_addr=metrics_url,
             max_send_bytes=cfg.send_limit(),
             max_recv_bytes=cfg.recv_limit(),
