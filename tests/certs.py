@@ -69,14 +69,18 @@ class CertificateAuthority:
     def cert(self) -> Path:
         return self.pair.cert
 
-    def issue(self, name: str, hosts: tuple[str, ...] = ("127.0.0.1",)) -> Pair:
-        """A certificate for ``name`` (its common name), valid for ``hosts``
-        and usable by a server and a client alike (etcd checks both usages)."""
+    def issue(
+        self, name: str, hosts: tuple[str, ...] = ("127.0.0.1",), *, common_name: bool = True
+    ) -> Pair:
+        """A certificate for ``name`` (its common name, unless not
+        ``common_name``: etcd's proxy wants none on its client certificate),
+        valid for ``hosts`` and usable by a server and a client alike (etcd
+        checks both usages)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         cert = (
             x509.CertificateBuilder()
-            .subject_name(_name(name))
+            .subject_name(_name(name) if common_name else x509.Name([]))
             .issuer_name(self._cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())

@@ -13,6 +13,8 @@ pub struct ProxyMetrics {
     pub cache_keys: AtomicU64,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
+    /// Client watchers paused because their stream had too much unread.
+    pub watchers_paused: AtomicU64,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
@@ -60,6 +62,13 @@ impl ProxyMetrics {
             "gauge",
             "Total number of current watchers coalescing",
             hub.watchers.saturating_sub(hub.groups) as f64,
+        );
+        family(
+            &mut out,
+            "etcdcore_grpc_proxy_watchers_paused_total",
+            "counter",
+            "Client watchers paused (and later resumed) because their stream had too much unread",
+            get(&self.watchers_paused),
         );
         family(
             &mut out,

@@ -249,7 +249,7 @@ impl Upstream {
     pub fn check_send(&self, len: usize) -> Result<(), Status> {
         if len > self.max_send {
             return Err(Status::resource_exhausted(format!(
-                "grpc: trying to send message larger than max ({len} vs. {})",
+                "trying to send message larger than max ({len} vs. {})",
                 self.max_send
             )));
         }

@@ -622,6 +622,10 @@ impl Hub {
                 return true;
             }
             if stream.over_budget() {
+                self.shared
+                    .metrics
+                    .watchers_paused
+                    .fetch_add(1, Ordering::Relaxed);
                 let next = m.floor.max(first);
                 *w.place.lock().unwrap() = Place::Lagging(next);
                 stream.lagging.lock().unwrap().push((w.clone(), next));

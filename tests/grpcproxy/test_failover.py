@@ -85,3 +85,19 @@ def test_a_member_kill_under_the_proxy_keeps_watches_going(tmp_path) -> None:  #
             wait_until(lambda: len(hosting()) == 1)
         finally:
             p.stop()
+
+
+def test_requests_move_to_a_live_member_when_one_dies(tmp_path) -> None:  # noqa: ANN001
+    with running_cluster(tmp_path, 3) as c:
+        endpoints = ",".join(m.endpoint for m in c.members)
+        p = GrpcProxy(endpoints=endpoints, log_dir=tmp_path).start()
+        try:
+            lease = p.etcdctl("lease", "grant", "60").stdout.split()[1]
+            c.members[0].kill9()
+            for i in range(10):
+                assert p.etcdctl("put", f"k{i}", str(i)).stdout == "OK\n"
+                assert p.etcdctl("get", f"k{i}", "--print-value-only").stdout == f"{i}\n"
+                ttl = p.etcdctl("lease", "keep-alive", "--once", lease).stdout
+                assert ttl == f"lease {lease} keepalived with TTL(60)\n"
+        finally:
+            p.stop()
