@@ -38,6 +38,9 @@ struct Entry {
     indexed: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+/// A range as a request names it: (key, end).
+type Interval = (Vec<u8>, Vec<u8>);
+
 #[derive(Default)]
 pub struct Cache {
     entries: HashMap<Vec<u8>, Entry>,
@@ -47,7 +50,7 @@ pub struct Cache {
     /// Single-key requests by key: most cached answers.
     by_key: HashMap<Vec<u8>, HashSet<Vec<u8>>>,
     /// Ranges: (key, end) -> request keys ("\0" end: to the end).
-    by_range: HashMap<(Vec<u8>, Vec<u8>), HashSet<Vec<u8>>>,
+    by_range: HashMap<Interval, HashSet<Vec<u8>>>,
     compacted: i64,
     pub hits: u64,
     pub misses: u64,

@@ -275,7 +275,7 @@ impl Kv for KvProxy {
         let deadline = deadline_of(&md);
         let resp = up
             .call(deadline, Retry::Unsafe, |ch| {
-                let req = outgoing(r.clone(), &md, deadline);
+                let req = outgoing(r, &md, deadline);
                 let mut client = self.client(ch);
                 async move { client.compact(req).await }
             })

@@ -1,5 +1,5 @@
-//! Services the proxy relays without looking inside: Auth, Maintenance and
-//! Cluster's changes (etcd's proxy forwards them as they are). The client's
+//! Services the proxy relays without looking inside: Auth and Maintenance
+//! (etcd's proxy forwards them as they are). The client's
 //! gRPC request — headers (its token, its deadline) and message bytes — is
 //! sent as it came to one member, and the member's response, trailers and
 //! status included, streams back untouched (Maintenance.Snapshot too).
@@ -50,49 +50,6 @@ impl Relayed for Maintenance {
     fn retry(method: &str) -> Retry {
         match method {
             "Status" | "Hash" | "HashKV" | "Snapshot" => Retry::Safe,
-            _ => Retry::Unsafe,
-        }
-    }
-}
-
-/// etcd's Cluster service name; MemberList is answered by the proxy itself
-/// (see `cluster.rs`), which hands every other method here.
-pub struct Cluster;
-impl Relayed for Cluster {
-    const NAME: &'static str = "etcdserverpb.Cluster";
-    fn retry(method: &str) -> Retry {
-        match method {
-            "MemberList" => Retry::Safe,
-            _ => Retry::Unsafe,
-        }
-    }
-}
-
-pub struct Lock;
-impl Relayed for Lock {
-    const NAME: &'static str = "v3lockpb.Lock";
-    fn retry(_: &str) -> Retry {
-        Retry::Unsafe
-    }
-}
-
-pub struct Election;
-impl Relayed for Election {
-    const NAME: &'static str = "v3electionpb.Election";
-    fn retry(method: &str) -> Retry {
-        match method {
-            "Leader" | "Observe" => Retry::Safe,
-            _ => Retry::Unsafe,
-        }
-    }
-}
-
-pub struct Lease;
-impl Relayed for Lease {
-    const NAME: &'static str = "etcdserverpb.Lease";
-    fn retry(method: &str) -> Retry {
-        match method {
-            "LeaseTimeToLive" | "LeaseLeases" => Retry::Safe,
             _ => Retry::Unsafe,
         }
     }
@@ -204,7 +161,7 @@ pub async fn relay(
             )));
         }
         failures += 1;
-        if failures % up.urls().len().max(1) == 0 {
+        if failures.is_multiple_of(up.urls().len().max(1)) {
             let pause = std::time::Duration::from_millis(100)
                 .min(deadline.saturating_duration_since(Instant::now()));
             tokio::time::sleep(pause).await;

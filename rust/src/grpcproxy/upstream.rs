@@ -225,7 +225,7 @@ impl Upstream {
                 return Err(unavailable(&status));
             }
             failures += 1;
-            if failures % self.conns.read().unwrap().len().max(1) == 0 {
+            if failures.is_multiple_of(self.conns.read().unwrap().len().max(1)) {
                 tokio::time::sleep(RETRY_PAUSE.min(deadline - Instant::now())).await;
             }
         }

@@ -196,7 +196,7 @@ impl Watcher {
     }
 
     fn wants(&self, e: &EncodedEvent, floor: i64) -> bool {
-        e.revision >= floor && !(e.is_put && self.no_put) && !(!e.is_put && self.no_delete)
+        e.revision >= floor && if e.is_put { !self.no_put } else { !self.no_delete }
     }
 
     fn send(&self, b: Bytes) {
