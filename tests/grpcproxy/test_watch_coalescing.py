@@ -120,7 +120,9 @@ def test_each_watcher_keeps_its_own_ids_filters_and_prev_kv(setup) -> None:  # n
     r2 = put(direct, b"k", b"2")
     deleted = rpc_pb2_grpc.KVStub(direct).DeleteRange(rpc_pb2.DeleteRangeRequest(key=b"k"))
     r3 = deleted.header.revision
-    s.wait_for(lambda: len(s.revisions(plain)) == 3 and len(s.revisions(no_delete)) == 2)
+    s.wait_for(
+        lambda: [len(s.revisions(w)) for w in (plain, with_prev, no_put, no_delete)] == [3, 3, 1, 2]
+    )
     assert s.revisions(plain) == [r1, r2, r3]
     assert not any(e.HasField("prev_kv") for e in s.events[plain])
     assert [e.prev_kv.value for e in s.events[with_prev]] == [b"", b"1", b"2"]

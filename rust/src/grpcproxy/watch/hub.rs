@@ -61,9 +61,37 @@ pub const INVALID_WATCH_ID: i64 = -1;
 /// (end empty: the single key; "\0": every key from `key`).
 pub type Range = (Vec<u8>, Vec<u8>);
 
+/// What a client stream has to write, in order: a response built whole, or
+/// "this watcher has events waiting" (they are merged into one response
+/// when written, so a reader that falls behind gets fewer, larger
+/// responses instead of a backlog of small ones).
+pub enum Out {
+    Control(Bytes),
+    Events(Arc<Watcher>),
+}
+
+/// Events fanned out to a watcher and not yet written: shared batches (one
+/// per upstream response) and the floor each was chosen from.
+#[derive(Default)]
+pub struct PendingEvents {
+    batches: Vec<(Arc<Batch>, i64)>,
+    bytes: usize,
+}
+
+/// One upstream response's events, encoded once for every watcher.
+pub struct Batch {
+    header: Bytes,
+    events: Vec<EncodedEvent>,
+    bytes: usize,
+}
+
+/// The most events merged into one response (whole upstream responses
+/// only; clients' default receive limit is 4 MiB).
+const MERGED_BYTES: usize = 1024 * 1024;
+
 /// One client Watch stream.
 pub struct ClientStream {
-    out: mpsc::UnboundedSender<Bytes>,
+    out: mpsc::UnboundedSender<Out>,
     queued: AtomicUsize,
     pub md: MetadataMap,
     pub watchers: Mutex<HashMap<i64, Arc<Watcher>>>,
@@ -73,7 +101,7 @@ pub struct ClientStream {
 }
 
 impl ClientStream {
-    pub fn new(md: MetadataMap) -> (Arc<ClientStream>, mpsc::UnboundedReceiver<Bytes>) {
+    pub fn new(md: MetadataMap) -> (Arc<ClientStream>, mpsc::UnboundedReceiver<Out>) {
         let (out, rx) = mpsc::unbounded_channel();
         (
             Arc::new(ClientStream {
@@ -91,7 +119,7 @@ impl ClientStream {
 
     pub fn send(&self, b: Bytes) {
         self.queued.fetch_add(b.len(), Ordering::Relaxed);
-        let _ = self.out.send(b);
+        let _ = self.out.send(Out::Control(b));
     }
 
     /// A response left the queue for the wire; true when paused watchers
@@ -151,6 +179,7 @@ pub struct Watcher {
     /// the order of the requests (clientv3 pairs them by order).
     announced: AtomicBool,
     pub announce: tokio::sync::Notify,
+    pending: Mutex<PendingEvents>,
 }
 
 pub struct WatcherSpec {
@@ -181,7 +210,70 @@ impl Watcher {
             place: Mutex::new(Place::Gone),
             announced: AtomicBool::new(false),
             announce: tokio::sync::Notify::new(),
+            pending: Mutex::new(PendingEvents::default()),
         })
+    }
+
+    /// Queues a batch of events for this watcher (those from `floor` on that
+    /// its filters let through are written).
+    fn push(self: &Arc<Self>, stream: &ClientStream, batch: &Arc<Batch>, floor: i64) {
+        let mut p = self.pending.lock().unwrap();
+        let first = p.batches.is_empty();
+        p.batches.push((batch.clone(), floor));
+        p.bytes += batch.bytes;
+        stream.queued.fetch_add(batch.bytes, Ordering::Relaxed);
+        if first {
+            let _ = stream.out.send(Out::Events(self.clone()));
+        }
+    }
+
+    /// The responses for everything pending, merged, and the bytes they
+    /// had been counted as.
+    pub fn drain(&self) -> (Vec<Bytes>, usize) {
+        let p = std::mem::take(&mut *self.pending.lock().unwrap());
+        let mut out = Vec::new();
+        let mut chosen: Vec<&Bytes> = Vec::new();
+        let mut size = 0;
+        let mut header: Option<&Bytes> = None;
+        for (batch, floor) in &p.batches {
+            let before = chosen.len();
+            let mut added = 0;
+            for e in batch.events.iter().filter(|e| self.wants(e, *floor)) {
+                let b = e.bytes(self.prev_kv);
+                added += b.len();
+                chosen.push(b);
+            }
+            if chosen.len() == before {
+                continue;
+            }
+            if size > 0 && size + added > MERGED_BYTES {
+                // Flush what came before this batch, then go on.
+                let rest = chosen.split_off(before);
+                out.extend(self.responses(header.expect("set with events"), &chosen));
+                chosen = rest;
+                size = 0;
+            }
+            size += added;
+            header = Some(&batch.header);
+        }
+        if let Some(h) = header {
+            out.extend(self.responses(h, &chosen));
+        }
+        (out, p.bytes)
+    }
+
+    fn responses(&self, header: &Bytes, events: &[&Bytes]) -> Vec<Bytes> {
+        let total: usize = events.iter().map(|e| e.len()).sum();
+        if self.fragment && total + header.len() > FRAGMENT_BYTES && events.len() > 1 {
+            encode::fragmented(header, &self.id_field, events, FRAGMENT_BYTES)
+        } else {
+            vec![encode::events_response(
+                header,
+                &self.id_field,
+                events.iter().copied(),
+                false,
+            )]
+        }
     }
 
     pub fn is_announced(&self) -> bool {
@@ -196,7 +288,12 @@ impl Watcher {
     }
 
     fn wants(&self, e: &EncodedEvent, floor: i64) -> bool {
-        e.revision >= floor && if e.is_put { !self.no_put } else { !self.no_delete }
+        e.revision >= floor
+            && if e.is_put {
+                !self.no_put
+            } else {
+                !self.no_delete
+            }
     }
 
     fn send(&self, b: Bytes) {
@@ -599,26 +696,19 @@ impl Hub {
             return;
         };
         let first = events[0].revision;
-        let hdr = encode::header_field(header);
-        let mut chosen: Vec<&Bytes> = Vec::with_capacity(events.len());
+        let batch = Arc::new(Batch {
+            header: encode::header_field(header),
+            bytes: events.iter().map(|e| e.with_prev.len()).sum::<usize>() + 64,
+            events,
+        });
         let mut sent = 0u64;
         st.members.retain(|m| {
             let w = &m.w;
             let Some(stream) = w.stream.upgrade() else {
                 return false;
             };
-            chosen.clear();
-            if m.floor <= first && !w.no_put && !w.no_delete {
-                chosen.extend(events.iter().map(|e| e.bytes(w.prev_kv)));
-            } else {
-                chosen.extend(
-                    events
-                        .iter()
-                        .filter(|e| w.wants(e, m.floor))
-                        .map(|e| e.bytes(w.prev_kv)),
-                );
-            }
-            if chosen.is_empty() {
+            let plain = m.floor <= first && !w.no_put && !w.no_delete;
+            if !plain && !batch.events.iter().any(|e| w.wants(e, m.floor)) {
                 return true;
             }
             if stream.over_budget() {
@@ -632,7 +722,7 @@ impl Hub {
                 follow.lagged.push(stream);
                 return false;
             }
-            w.send_events(&hdr, &chosen);
+            w.push(&stream, &batch, m.floor);
             sent += 1;
             true
         });
@@ -641,9 +731,9 @@ impl Hub {
             .events_coalescing
             .fetch_add(sent.saturating_sub(1), Ordering::Relaxed);
         st.position = last + 1;
-        for e in events {
+        for e in &batch.events {
             st.history_bytes += e.size();
-            st.history.push_back(e);
+            st.history.push_back(e.clone());
         }
         while st.history_bytes > HISTORY_BYTES {
             let Some(rev) = st.history.front().map(|e| e.revision) else {

@@ -29,7 +29,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::{Grpc, NamedService};
 use tonic::{Request, Response, Status, Streaming};
 
-use self::hub::{ClientStream, Hub, Watcher, WatcherSpec};
+use self::hub::{ClientStream, Hub, Out, Watcher, WatcherSpec};
 use super::upstream::{outgoing, Retry};
 use crate::pb::etcdserverpb::kv_client::KvClient;
 use crate::pb::etcdserverpb::watch_request::RequestUnion;
@@ -147,7 +147,12 @@ impl tower::Service<Request<Streaming<WatchRequest>>> for Handler {
             let (md, _, incoming) = req.into_parts();
             let (stream, rx) = ClientStream::new(md);
             tokio::spawn(read_requests(hub.clone(), stream.clone(), incoming));
-            Ok(Response::new(OutStream { rx, stream, hub }))
+            Ok(Response::new(OutStream {
+                rx,
+                ready: std::collections::VecDeque::new(),
+                stream,
+                hub,
+            }))
         })
     }
 }
@@ -155,27 +160,47 @@ impl tower::Service<Request<Streaming<WatchRequest>>> for Handler {
 /// The responses of one client stream. Dropped when the call ends for the
 /// client (closed, cancelled, gone): its watchers go with it.
 pub struct OutStream {
-    rx: mpsc::UnboundedReceiver<Bytes>,
+    rx: mpsc::UnboundedReceiver<Out>,
+    /// Responses built from one watcher's merged events, not yet yielded.
+    ready: std::collections::VecDeque<Bytes>,
     stream: Arc<ClientStream>,
     hub: Arc<Hub>,
+}
+
+impl OutStream {
+    /// Accounts for `len` bytes leaving the queue; resumes paused watchers
+    /// once the stream has drained enough.
+    fn sent(&self, len: usize) {
+        if self.stream.sent(len) {
+            let hub = self.hub.clone();
+            let stream = self.stream.clone();
+            tokio::spawn(async move { hub.resume(&stream) });
+        }
+    }
 }
 
 impl Stream for OutStream {
     type Item = Result<Bytes, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(b)) => {
-                if self.stream.sent(b.len()) {
-                    let hub = self.hub.clone();
-                    let stream = self.stream.clone();
-                    tokio::spawn(async move { hub.resume(&stream) });
-                }
-                Poll::Ready(Some(Ok(b)))
+        loop {
+            if let Some(b) = self.ready.pop_front() {
+                return Poll::Ready(Some(Ok(b)));
             }
-            // The sender lives in the stream itself: never closed here.
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Out::Control(b))) => {
+                    self.sent(b.len());
+                    return Poll::Ready(Some(Ok(b)));
+                }
+                Poll::Ready(Some(Out::Events(w))) => {
+                    let (responses, counted) = w.drain();
+                    self.ready.extend(responses);
+                    self.sent(counted);
+                }
+                // The sender lives in the stream itself: never closed here.
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }
