@@ -282,6 +282,7 @@ class GrpcProxyConfig:
         keepalive_timeout: float,
         hostname: str,
         auto_sync_interval: float,
+        debug: bool = False,
     ) -> None: ...
 
 class GrpcProxy:

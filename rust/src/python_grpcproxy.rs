@@ -16,6 +16,8 @@ use crate::grpcproxy::{Proxy, ProxyConfig};
 #[derive(Clone)]
 pub struct GrpcProxyConfig {
     inner: ProxyConfig,
+    /// --debug: debug records reach Python's logging.
+    debug: bool,
 }
 
 #[pymethods]
@@ -24,7 +26,7 @@ impl GrpcProxyConfig {
     #[pyo3(signature = (*, listen_addr, endpoints, advertise_client_url, resolver_prefix,
         resolver_ttl, namespace, metrics_addr, max_send_bytes, max_recv_bytes, dial_timeout,
         cert, key, cacert, insecure_skip_tls_verify, cert_file, key_file, trusted_ca_file,
-        keepalive_interval, keepalive_timeout, hostname, auto_sync_interval))]
+        keepalive_interval, keepalive_timeout, hostname, auto_sync_interval, debug=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         listen_addr: String,
@@ -48,6 +50,7 @@ impl GrpcProxyConfig {
         keepalive_timeout: f64,
         hostname: String,
         auto_sync_interval: f64,
+        debug: bool,
     ) -> GrpcProxyConfig {
         let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
         GrpcProxyConfig {
@@ -76,6 +79,7 @@ impl GrpcProxyConfig {
                 hostname,
                 auto_sync_interval: secs(auto_sync_interval),
             },
+            debug,
         }
     }
 }
@@ -84,6 +88,7 @@ impl GrpcProxyConfig {
 #[pyclass(module = "etcdcore._core")]
 pub struct GrpcProxy {
     config: ProxyConfig,
+    debug: bool,
     running: Mutex<Option<Proxy>>,
 }
 
@@ -93,6 +98,7 @@ impl GrpcProxy {
     fn new(config: &GrpcProxyConfig) -> GrpcProxy {
         GrpcProxy {
             config: config.inner.clone(),
+            debug: config.debug,
             running: Mutex::new(None),
         }
     }
@@ -100,6 +106,13 @@ impl GrpcProxy {
     /// Binds and serves; OSError for a listener that cannot be bound,
     /// RuntimeError for settings refused (TLS files...).
     fn start(&self, py: Python<'_>) -> PyResult<()> {
+        // Below Info, every record of tonic/h2/hyper would cross into
+        // pyo3-log's per-target lookup: a few percent of the proxy's CPU.
+        log::set_max_level(if self.debug {
+            log::LevelFilter::Debug
+        } else {
+            log::LevelFilter::Info
+        });
         let config = self.config.clone();
         let proxy = py.allow_threads(|| Proxy::start(config)).map_err(|e| {
             if e.starts_with("listen tcp") {

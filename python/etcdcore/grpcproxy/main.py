@@ -170,6 +170,7 @@ def serve(cfg: ProxyConfig) -> int:
             keepalive_timeout=cfg.keepalive_timeout,
             hostname=socket.gethostname(),
             auto_sync_interval=AUTO_SYNC_INTERVAL,
+            debug=cfg.debug,
         )
     )
     try:

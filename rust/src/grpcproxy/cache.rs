@@ -58,6 +58,9 @@ pub struct Cache {
 
 /// The cache key of a request: its encoding with `serializable` set.
 fn cache_key(req: &RangeRequest) -> Vec<u8> {
+    if req.serializable {
+        return req.encode_to_vec();
+    }
     let mut r = req.clone();
     r.serializable = true;
     r.encode_to_vec()
