@@ -175,3 +175,16 @@ def test_progress_request_reports_a_revision_every_watcher_has_passed(setup) -> 
     assert not progress.events
     assert progress.header.revision <= rev
     assert progress.header.revision >= 1
+
+
+def test_a_watcher_from_now_misses_nothing_beside_one_from_a_future_revision(setup) -> None:  # noqa: ANN001
+    m, p = setup
+    direct = m.channel()
+    now = put(direct, b"k", b"0")
+    s = WatchStream(p.channel())
+    future = s.create(b"k", start_revision=now + 5).watch_id
+    current = s.create(b"k").watch_id
+    revs = puts(direct, b"k", 6)
+    s.wait_for(lambda: len(s.revisions(current)) == 6 and len(s.revisions(future)) == 2)
+    assert s.revisions(current) == revs
+    assert s.revisions(future) == [r for r in revs if r >= now + 5]

@@ -80,14 +80,16 @@ _IDS = re.compile(r'("?(cluster_id|member_id|raft_term|ClusterID|MemberID|RaftTe
 _TOOK = re.compile(r"took = [0-9.]+[a-zµ]+")
 _LEASE = re.compile(r"\b[0-9a-f]{16}\b")
 _LEASE_JSON = re.compile(r'("(ID|lease)"\s*:\s*)\d+')
-_STATUS = re.compile(r"^ENDPOINT, [0-9a-f]+, ", re.M)
+_STATUS = re.compile(r"^ENDPOINT, [0-9a-f]+, ([^,]+), [0-9.]+ [kMG]?B, ", re.M)
 
 
 def mask(text: str, endpoint: str) -> str:
     text = text.replace(endpoint, "ENDPOINT")
     text = _IDS.sub(r"\g<1>0", text)
     text = _TOOK.sub("took = T", text)
-    text = _STATUS.sub("ENDPOINT, ID, ", text)
+    # The member id, and the database size (a bbolt file grows by steps at
+    # times etcd chooses).
+    text = _STATUS.sub(r"ENDPOINT, ID, \1, SIZE, ", text)
     text = _LEASE.sub("LEASE", text)
     text = _LEASE_JSON.sub(r"\g<1>0", text)
     # etcdctl's own log lines carry timestamps and client-internal addresses.

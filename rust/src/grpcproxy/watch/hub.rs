@@ -347,6 +347,8 @@ pub struct GroupState {
     created: bool,
     /// The cluster's revision when it was created.
     created_rev: i64,
+    /// The highest revision the cluster has reported to this group.
+    seen_rev: i64,
     position: i64,
     history: VecDeque<EncodedEvent>,
     history_bytes: usize,
@@ -377,8 +379,12 @@ impl Group {
         }
     }
 
+    /// Whether a watcher from "now" may join at the position: the group has
+    /// passed the revision the cluster was at when it was made (it is not
+    /// still catching up), and is not ahead of the cluster either (a group
+    /// started at a future revision would skip what comes before it).
     fn is_current(st: &GroupState) -> bool {
-        st.created && st.position > st.created_rev
+        st.created && st.position > st.created_rev && st.position <= st.seen_rev + 1
     }
 }
 
@@ -533,6 +539,7 @@ impl Hub {
             st: Mutex::new(GroupState {
                 created: false,
                 created_rev: 0,
+                seen_rev: 0,
                 position: start,
                 history: VecDeque::new(),
                 history_bytes: 0,
@@ -594,6 +601,7 @@ impl Hub {
             return follow;
         }
         st.header = header;
+        st.seen_rev = st.seen_rev.max(header.revision);
         if resp.created && !resp.canceled {
             // A watcher made again after a failover answers created too.
             if !st.created {

@@ -61,6 +61,9 @@ struct StreamState {
     /// Groups whose create requests await their created answers, in order:
     /// a refused create is answered with watch id -1.
     creating: VecDeque<i64>,
+    /// Its last group left: the stream is closed and its task ends (a later
+    /// watcher with these credentials opens a new one).
+    closed: bool,
 }
 
 fn create_request(g: &Group) -> WatchRequest {
@@ -89,8 +92,9 @@ impl UpstreamWatches {
     /// Makes `g`'s watcher on the cluster.
     pub fn watch(&self, g: &Arc<Group>) {
         let key = credentials(&g.md);
+        // Held throughout: `cancel` closes idle streams under this lock.
+        let mut streams = self.streams.lock().unwrap();
         let stream = {
-            let mut streams = self.streams.lock().unwrap();
             streams
                 .entry(key)
                 .or_insert_with(|| {
@@ -100,6 +104,7 @@ impl UpstreamWatches {
                             tx: None,
                             groups: HashMap::new(),
                             creating: VecDeque::new(),
+                            closed: false,
                         }),
                         added: tokio::sync::Notify::new(),
                     });
@@ -116,16 +121,28 @@ impl UpstreamWatches {
             }
         }
         stream.added.notify_one();
+        drop(st);
+        drop(streams);
     }
 
-    /// Cancels `g`'s watcher on the cluster.
+    /// Cancels `g`'s watcher on the cluster; closes the stream it was on
+    /// when it was the last.
     pub fn cancel(&self, g: &Arc<Group>) {
         let key = credentials(&g.md);
-        let Some(stream) = self.streams.lock().unwrap().get(&key).cloned() else {
+        let mut streams = self.streams.lock().unwrap();
+        let Some(stream) = streams.get(&key).cloned() else {
             return;
         };
         let mut st = stream.inner.lock().unwrap();
         if st.groups.remove(&g.id).is_none() {
+            return;
+        }
+        if st.groups.is_empty() {
+            st.closed = true;
+            st.tx = None;
+            drop(st);
+            streams.remove(&key);
+            stream.added.notify_one();
             return;
         }
         if let Some(tx) = &st.tx {
@@ -144,7 +161,13 @@ async fn run(shared: Arc<Shared>, hub: Weak<Hub>, stream: Arc<Stream>) {
         if hub.upgrade().is_none() {
             return;
         }
-        let idle = stream.inner.lock().unwrap().groups.is_empty();
+        let (idle, closed) = {
+            let st = stream.inner.lock().unwrap();
+            (st.groups.is_empty(), st.closed)
+        };
+        if closed {
+            return;
+        }
         if idle {
             stream.added.notified().await;
             continue;
@@ -155,6 +178,9 @@ async fn run(shared: Arc<Shared>, hub: Weak<Hub>, stream: Arc<Stream>) {
         // request a client adds meanwhile.
         {
             let mut st = stream.inner.lock().unwrap();
+            if st.closed {
+                return;
+            }
             st.creating.clear();
             let mut ids: Vec<i64> = st.groups.keys().copied().collect();
             ids.sort_unstable();
@@ -187,7 +213,18 @@ async fn run(shared: Arc<Shared>, hub: Weak<Hub>, stream: Arc<Stream>) {
         };
         shared.upstream.mark_up(&conn);
         loop {
-            match answers.next().await {
+            // Woken by `cancel` closing the stream: dropping `answers`
+            // resets the call (etcd keeps a half-closed watch stream open).
+            let next = tokio::select! {
+                n = answers.next() => n,
+                _ = stream.added.notified() => {
+                    if stream.inner.lock().unwrap().closed {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            match next {
                 Some(Ok(resp)) => {
                     let Some(hub) = hub.upgrade() else { return };
                     dispatch(&hub, &stream, resp);
@@ -198,6 +235,7 @@ async fn run(shared: Arc<Shared>, hub: Weak<Hub>, stream: Arc<Stream>) {
                     fail_all(&hub, &stream, s.message());
                     break;
                 }
+                _ if stream.inner.lock().unwrap().closed => return,
                 other => {
                     if let Some(Err(s)) = other {
                         log::warn!("watch stream to {} broke: {}", conn.url, s.message());
