@@ -18,6 +18,9 @@ reported.
   delivered (etcd's proxy cancels streams that fall 50 ms behind). The
   member's own etcd_debugging_mvcc_watcher_total is sampled during the run:
   "cluster watchers" is its peak.
+  The burst scenarios put a fixed number of times as fast as the writers
+  go, so both proxies deliver the same events and events/s is how fast
+  they get them all out.
 - kv scenarios: puts and gets through the proxy.
 
 Also reported: the proxy's CPU time per million events (or per thousand
@@ -59,6 +62,8 @@ class Scenario:
     rate: float = 0.0
     clients: int = 1
     conns: int = 1
+    #: Puts in all (0: as many as the duration allows).
+    puts: int = 0
 
 
 SCENARIOS = (
@@ -72,7 +77,16 @@ SCENARIOS = (
              watchers=20000, rate=20),
     Scenario("watch-20000@100", "watch", "20,000 watchers on one key, 100 puts/s (2M events/s)",
              watchers=20000, rate=100, clients=2),
+    Scenario("watch-2000-burst", "watch",
+             "2,000 watchers on one key, 2,000 puts at once: 4M events, time to deliver them all",
+             watchers=2000, clients=4, puts=2000),
+    Scenario("watch-20000-burst", "watch",
+             "20,000 watchers on one key, 200 puts at once: 4M events, time to deliver them all",
+             watchers=20000, clients=4, puts=200),
+    Scenario("put-1", "put", "puts through the proxy, one client", clients=1, conns=1),
     Scenario("put-16", "put", "puts through the proxy, 16 clients", clients=16, conns=4),
+    Scenario("get-serializable-1", "get-serializable",
+             "serializable gets through the proxy (its cache), one client", clients=1, conns=1),
     Scenario("get-linearizable-16", "get-linearizable", "linearizable gets through the proxy",
              clients=16, conns=4),
     Scenario("get-serializable-16", "get-serializable",
@@ -147,6 +161,7 @@ def run_loadgen(
             "--watch-key", "bench/one", "--watchers", str(sc.watchers),
             "--watchers-per-stream", "10", "--watch-conns", "10", "--clients", str(sc.clients),
             "--rate", str(sc.rate), "--duration-secs", str(duration),
+            "--total", str(sc.puts or 100_000_000),
         ]  # fmt: skip
     else:
         cmd = [
