@@ -34,6 +34,8 @@ CASES: list[list[str]] = [
     ["start", "--resolver-ttl", "5"],
     ["start", "--auto-tls", "--self-signed-cert-validity", "0"],
     ["start", "--listen-addr", "badaddr"],
+    ["start", "--listen-addr", "127.0.0.1:xyz"],
+    ["start", "--listen-addr", "1.2.3.4:5"],
     ["start", "--listen-addr", "127.0.0.1:{port}", "--metrics-addr", "127.0.0.1:1"],
     ["start", "--listen-addr", "127.0.0.1:{port}", "--cacert", "/nonexistent/ca.pem"],
 ]

@@ -88,12 +88,11 @@ def run(argv: Sequence[str]) -> int:
 
 def _listen_address_error(addr: str) -> str | None:
     """Go's net.Listen refusals that need no socket."""
-    host, sep, port = addr.rpartition(":")
+    _, sep, port = addr.rpartition(":")
     if not sep:
         return f"listen tcp: address {addr}: missing port in address"
     if port and not port.isdigit():
-        return f"listen tcp: lookup tcp/{port}: unknown port"
-    del host
+        return f"listen tcp: address tcp/{port}: unknown port"
     return None
 
 
