@@ -2,7 +2,8 @@
 """Generate the Python protobuf/gRPC modules for etcd's v3 API.
 
 Runs ``grpc_tools.protoc -I proto`` over the etcd API .proto files and writes
-``*_pb2.py``, ``*_pb2.pyi`` and ``*_pb2_grpc.py`` into
+``*_pb2.py`` and ``*_pb2_grpc.py``, with type stubs for both from mypy-protobuf
+(``*_pb2.pyi``, ``*_pb2_grpc.pyi``, what mypy checks the package against), into
 ``python/etcdcore/proto/`` with the same subpackage layout as ``proto/``
 (``mvccpb/kv_pb2.py``, ``etcdserverpb/rpc_pb2.py``, ...). protoc emits
 top-level imports such as ``from mvccpb import kv_pb2``; these are rewritten to
@@ -10,7 +11,8 @@ top-level imports such as ``from mvccpb import kv_pb2``; these are rewritten to
 installed ``etcdcore`` package.
 
 Usage: ``python tools/gen_proto.py`` (from anywhere; paths are relative to the
-repository root). Requires grpcio-tools.
+repository root). Requires grpcio-tools and mypy-protobuf (its protoc-gen-mypy
+and protoc-gen-mypy_grpc plugins on PATH).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ PROTO_FILES: tuple[str, ...] = (
     "etcdcore/internal.proto",
 )
 
-GENERATED_SUFFIXES: tuple[str, ...] = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+GENERATED_SUFFIXES: tuple[str, ...] = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
 
 
 def _subpackages() -> list[str]:
@@ -60,7 +62,8 @@ def _run_protoc() -> None:
         "grpc_tools.protoc",
         f"-I{PROTO_DIR}",
         f"--python_out={OUT_DIR}",
-        f"--pyi_out={OUT_DIR}",
+        f"--mypy_out={OUT_DIR}",
+        f"--mypy_grpc_out={OUT_DIR}",
         f"--grpc_python_out={OUT_DIR}",
         *(str(PROTO_DIR / p) for p in PROTO_FILES),
     ]

@@ -1,8 +1,9 @@
 """Leader election and cluster monitoring with TTL heartbeats.
 
 Each node of a cluster runs ``node ELECTION NODE``. A node holds a *session*:
-a lease with a short TTL that it renews every TTL/3 seconds (its heartbeat).
-Under that lease it writes
+a lease with a short TTL that ``client.lease()`` renews every TTL/3 seconds
+(its heartbeat) and reports lost when it expired anyway. Under that lease it
+writes
 
 - ``monitor/ELECTION/NODE``: "this node is alive", for ``monitor``;
 - ``election/ELECTION/leader = NODE``, if it wins the election.
@@ -40,15 +41,13 @@ Node names must be unique within an election.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Sequence
 
-from etcdcore.client import Client, Compare, EtcdError, GetResult, Op
+from etcdcore.client import Client, Compare, EtcdError, GetResult, KeptLease, LeaseLostError, Op
 
 
 def leader_key(election: str) -> str:
@@ -57,53 +56,6 @@ def leader_key(election: str) -> str:
 
 def monitor_prefix(election: str) -> str:
     return f"monitor/{election}/"
-
-
-class Session:
-    """A lease renewed every ttl/3 s by a heartbeat thread.
-
-    ``lost`` is set once the lease may have expired: the server said it is
-    gone, or no renewal succeeded for a whole TTL (the server may be
-    unreachable, or this process was paused). Nothing held under the lease
-    (leadership included) may be relied on after that.
-    """
-
-    def __init__(self, client: Client, ttl: int) -> None:
-        self._client = client
-        sent = time.monotonic()
-        lease = client.lease_grant(ttl)
-        self.id = lease.id
-        self.ttl = lease.ttl
-        # When the lease expires at the latest, counted from when we *sent*
-        # the request, so a slow answer makes us cautious, never late.
-        self._expires = sent + lease.ttl
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._heartbeat, daemon=True)
-        self._thread.start()
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(max(self.ttl / 3, 0.5)):
-            sent = time.monotonic()
-            try:
-                remaining = self._client.lease_keep_alive_once(self.id)
-            except EtcdError:
-                remaining = None  # not renewed this time; maybe next time
-            if remaining == 0:
-                self.lost.set()  # the server says the lease is gone
-                return
-            if remaining is not None:
-                self._expires = sent + remaining
-            elif time.monotonic() >= self._expires:
-                self.lost.set()  # no heartbeat got through for a whole TTL
-                return
-
-    def close(self) -> None:
-        """Stop the heartbeat and revoke the lease: every key under it goes."""
-        self._stop.set()
-        self._thread.join()
-        with contextlib.suppress(EtcdError):
-            self._client.lease_revoke(self.id)
 
 
 def stop_on_signals() -> threading.Event:
@@ -119,24 +71,24 @@ def stop_on_signals() -> threading.Event:
 
 
 def wait_for_vacancy(
-    endpoints: Sequence[str], key: str, start_revision: int, *interrupts: threading.Event
+    client: Client, key: str, start_revision: int, *interrupts: threading.Event
 ) -> bool:
     """Block until ``key`` is deleted at or after ``start_revision`` (True), or
     one of ``interrupts`` is set (False).
 
-    The watch runs on a thread over a client of its own: closing that client
-    is how the watch is cancelled when we stop waiting. A watch that fails
-    also returns True: campaigning again tells how things stand.
+    The watch is read on a thread; when we stop waiting, cancelling the watch
+    from here releases that thread. A watch that fails also returns True:
+    campaigning again tells how things stand.
     """
     vacant = threading.Event()
-    watcher = Client(endpoints)
+    watch = client.watch(key, start_revision=start_revision)
 
     def follow() -> None:
         try:
-            for events in watcher.watch(key, start_revision=start_revision):
+            for events in watch:
                 if any(e.type == "DELETE" for e in events):
                     break
-        except (EtcdError, ValueError):
+        except EtcdError:
             pass
         vacant.set()
 
@@ -148,17 +100,12 @@ def wait_for_vacancy(
                 return False
         return True
     finally:
-        watcher.close()
+        watch.cancel()
         thread.join(5)
 
 
 def campaign(
-    client: Client,
-    endpoints: Sequence[str],
-    election: str,
-    node: str,
-    session: Session,
-    stop: threading.Event,
+    client: Client, election: str, node: str, session: KeptLease, stop: threading.Event
 ) -> None:
     """Campaign, lead or follow, until ``stop`` or the session is lost."""
     key = leader_key(election)
@@ -174,12 +121,12 @@ def campaign(
             print(f"elected {node}")
             # Lead until told to stop, the session is lost, or someone deleted
             # the leader key (an operator forcing a new election).
-            if wait_for_vacancy(endpoints, key, result.revision + 1, stop, session.lost):
+            if wait_for_vacancy(client, key, result.revision + 1, stop, session.lost):
                 print("lost leadership (leader key deleted)")
             elif session.lost.is_set():
                 print("lost leadership (lease expired)")
             else:
-                print("resigned")  # session.close() will delete the key
+                print("resigned")  # revoking the session deletes the key
             continue
         current = result.responses[0]
         assert isinstance(current, GetResult)
@@ -188,21 +135,24 @@ def campaign(
         print(f"following {current.kvs[0].value.decode()}")
         # Watch from the revision after the transaction: a delete that came
         # in meanwhile is seen too.
-        wait_for_vacancy(endpoints, key, result.revision + 1, stop, session.lost)
+        wait_for_vacancy(client, key, result.revision + 1, stop, session.lost)
 
 
 def run_node(endpoints: Sequence[str], election: str, node: str, ttl: int) -> None:
     stop = stop_on_signals()
     with Client(endpoints) as client:
         while not stop.is_set():
-            session = Session(client, ttl)
             try:
-                client.put(monitor_prefix(election) + node, f"pid={os.getpid()}", lease=session.id)
-                campaign(client, endpoints, election, node, session, stop)
-                if session.lost.is_set() and not stop.is_set():
+                # Kept alive while the block runs, revoked when it ends (which
+                # deletes our keys); LeaseLostError if it expired meanwhile.
+                with client.lease(ttl) as session:
+                    client.put(
+                        monitor_prefix(election) + node, f"pid={os.getpid()}", lease=session.id
+                    )
+                    campaign(client, election, node, session, stop)
+            except LeaseLostError:
+                if not stop.is_set():
                     print("session lost; starting a new one", file=sys.stderr)
-            finally:
-                session.close()
 
 
 def monitor(client: Client, election: str) -> None:

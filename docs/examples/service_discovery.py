@@ -29,7 +29,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from etcdcore.client import Client, CompactedError, EtcdError, UnavailableError
+from etcdcore.client import Client, CompactedError, EtcdError, LeaseLostError, UnavailableError
 
 #: Every service's instances live under ``services/<name>/``.
 ROOT = "services/"
@@ -51,15 +51,6 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def lease_is_gone(client: Client, lease_id: int) -> bool:
-    """Whether the server dropped the lease (it expired while we could not
-    renew it). An unreachable server is not taken as an answer."""
-    try:
-        return client.lease_time_to_live(lease_id).ttl < 0
-    except UnavailableError:
-        return False
-
-
 def register(client: Client, name: str, instance_id: str, addr: str, ttl: int) -> None:
     """Keep ``services/NAME/<id> = addr`` registered until SIGTERM/SIGINT."""
     stop = stop_on_signals()
@@ -67,17 +58,16 @@ def register(client: Client, name: str, instance_id: str, addr: str, ttl: int) -
     while not stop.is_set():
         try:
             # client.lease() renews the lease every ttl/3 s on a thread of its
-            # own and revokes it when the block ends, which deletes the key.
+            # own, sets lease.lost if it expired anyway (the server unreachable
+            # for longer than the TTL), and revokes it when the block ends,
+            # which deletes the key.
             with client.lease(ttl) as lease:
                 client.put(key, addr, lease=lease.id)
                 print(f"registered {key} = {addr} (lease {lease.id:x}, ttl {lease.ttl}s)")
-                # The keep-alive thread cannot bring back a lease that expired
-                # (say the server was unreachable for longer than the TTL), so
-                # check now and then, and register again when it is gone.
-                while not stop.wait(max(ttl / 2, 1)):
-                    if lease_is_gone(client, lease.id):
-                        print(f"lease {lease.id:x} expired; registering again", file=sys.stderr)
-                        break
+                while lease.alive and not stop.wait(0.1):
+                    pass
+        except LeaseLostError as e:
+            print(f"lease {e.lease_id:x} expired; registering again", file=sys.stderr)
         except UnavailableError as e:
             print(f"etcd unavailable ({e.message}); retrying", file=sys.stderr)
             stop.wait(1)

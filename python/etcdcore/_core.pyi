@@ -9,6 +9,7 @@ Every method that waits on Raft releases the GIL; call those from an executor
 thread when on the asyncio loop.
 """
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 class CoreError(Exception):
@@ -24,8 +25,9 @@ class TlsConfig:
     """One side's TLS (client or peer listeners, outgoing peer connections):
     PEM certificate and key files, the CA that verifies the other side
     (client certificates are required when ``client_cert_auth``), the Go
-    names of allowed TLS 1.2 cipher suites (all when empty) and the lowest
-    version ("TLS1.2" or "TLS1.3")."""
+    names of allowed TLS 1.2 cipher suites (all when empty), the lowest
+    version ("TLS1.2" or "TLS1.3") and a certificate revocation list whose
+    listed client certificates are refused (etcd's --client-crl-file)."""
 
     def __init__(
         self,
@@ -36,6 +38,7 @@ class TlsConfig:
         client_cert_auth: bool,
         cipher_suites: list[str],
         min_version: str,
+        crl_file: str = "",
     ) -> None: ...
 
 class CoreConfig:
@@ -64,6 +67,8 @@ class CoreConfig:
         peer_tls: TlsConfig | None = None,
         jwt: JwtTokens | None = None,
         client_http_gateway: str | None = None,
+        backend_batch_interval_ms: int = 0,
+        backend_batch_limit: int = 0,
     ) -> None: ...
 
 class JwtTokens:
@@ -90,6 +95,7 @@ class JwtTokens:
 #   ("events", revision, event_batch_bytes)    an applied batch (etcdcore.EventBatch)
 #   ("leader", is_leader, term)                this member's leadership changed
 #   ("removed",)                               this member was removed from the cluster
+#   ("published",)                             this member's name and client URLs are committed
 BridgeItem = (
     tuple[Literal["unary"], int, str, bytes]
     | tuple[Literal["open"], int, str]
@@ -99,6 +105,8 @@ BridgeItem = (
     | tuple[Literal["events"], int, bytes]
     | tuple[Literal["leader"], bool, int]
     | tuple[Literal["removed"]]
+    | tuple[Literal["published"]]
+    | tuple[Literal["failed"], str]
 )
 
 class Core:
@@ -106,7 +114,7 @@ class Core:
 
     def __init__(self, config: CoreConfig) -> None: ...
     def start(self) -> None:
-        """Recover from the data dir (snapshot + WAL), start Raft, the peer
+        """Recover from the data dir (backend + WAL), start Raft, the peer
         transport and the listeners. With ``initial_cluster_state="existing"`` and
         a fresh data dir, first asks the other members for the cluster to join.
 
@@ -152,12 +160,12 @@ class Core:
         (never splitting a revision). CoreError(11, compacted message) when compacted."""
     def hash_kv(self, revision: int) -> tuple[int, int, int]:
         """(hash, compact_revision, hash_revision)."""
-    def snapshot(self) -> bytes:
-        """A consistent snapshot of the whole state machine: [u64 length][state][crc32c],
-        zero-padded to 512 bytes, then its SHA-256 (the trailer etcdctl checks)."""
     def defragment(self) -> tuple[int, int]:
-        """Give back the space compaction freed: db_size drops to db_size_in_use
-        (which the quota is checked against). Returns the db_size (before, after)."""
+        """Rewrite the backend file without the space compaction freed (applies
+        wait meanwhile, reads go on). Returns the file size (before, after)."""
+    def failure(self) -> str | None:
+        """Why the member stopped for good (a WAL or backend write failed), if
+        it did; the process must then exit non-zero."""
     def leases(self) -> list[tuple[int, int]]:
         """(id, granted_ttl) of every lease in the replicated lease table."""
     def lease_info(self, lease_id: int) -> tuple[int, list[bytes]] | None:
@@ -208,12 +216,12 @@ class Core:
     def internal_token(self) -> str:
         """The token this process's own clients send to pass the auth checks."""
 
-def snapshot_status(data: bytes) -> tuple[int, int, int, int]:
-    """(hash, revision, total keys, total size) of a snapshot file's contents;
-    CoreError when its checksums do not hold."""
+def snapshot_status(path: str) -> tuple[int, int, int, int]:
+    """(hash, revision, total keys, total size) of a snapshot file, read in
+    pieces; CoreError when its checksums do not hold."""
 
 def snapshot_restore(
-    data: bytes,
+    path: str,
     *,
     data_dir: str,
     name: str,
@@ -298,3 +306,20 @@ class GrpcProxy:
     def watch_stats(self) -> tuple[int, int]:
         """(watchers open on the cluster, client watchers served by them)."""
     def stop(self) -> None: ...
+
+class Gateway:
+    """etcd's L4 gateway (``etcdcore gateway start``), running in the core."""
+
+    def __init__(
+        self,
+        listener_fd: int,
+        endpoints: list[tuple[str, int, int]],
+        retry_delay_seconds: float,
+        on_event: Callable[[str, str, str], None],
+    ) -> None:
+        """Serve the listening socket ``listener_fd`` (owned from now on),
+        forwarding each connection to one of ``endpoints`` ((host:port, SRV
+        priority, SRV weight)). ``on_event(kind, address, error)``: kind is
+        "deactivated", "reactivate-failed" or "activated"."""
+    def stop(self) -> None:
+        """Stop accepting and drop every proxied connection."""

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from google.protobuf.message import DecodeError
 
@@ -33,6 +34,8 @@ StreamHandler = Callable[["Stream"], Awaitable[None]]
 EventsListener = Callable[[int, bytes], None]
 LeaderListener = Callable[[bool, int], None]
 RemovedListener = Callable[[], None]
+PublishedListener = Callable[[], None]
+FailedListener = Callable[[str], None]
 
 
 class EtcdError(Exception):
@@ -143,6 +146,8 @@ class Bridge:
         self._events: list[EventsListener] = []
         self._leader: list[LeaderListener] = []
         self._removed: list[RemovedListener] = []
+        self._published: list[PublishedListener] = []
+        self._failed: list[FailedListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._fd = -1
         self._outbox: list[tuple[int, bytes]] = []
@@ -168,6 +173,16 @@ class Bridge:
     def on_removed(self, listener: RemovedListener) -> None:
         """Call ``listener()`` once this member has been removed from the cluster."""
         self._removed.append(listener)
+
+    def on_published(self, listener: PublishedListener) -> None:
+        """Call ``listener()`` once this member's name and client URLs are
+        committed and visible in the member list (etcd's publish)."""
+        self._published.append(listener)
+
+    def on_failed(self, listener: FailedListener) -> None:
+        """Call ``listener(reason)`` once this member stopped for good after a
+        WAL or backend failure."""
+        self._failed.append(listener)
 
     # -- running -----------------------------------------------------------------
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -206,7 +221,7 @@ class Bridge:
             if stream is not None:
                 stream.closed = True
 
-    def dispatch(self, items: list[tuple]) -> None:
+    def dispatch(self, items: list[tuple[Any, ...]]) -> None:
         """Route one drained batch of items."""
         for item in items:
             kind = item[0]
@@ -235,6 +250,12 @@ class Bridge:
             elif kind == "removed":
                 for on_removed in self._removed:
                     on_removed()
+            elif kind == "published":
+                for on_published in self._published:
+                    on_published()
+            elif kind == "failed":
+                for on_failed in self._failed:
+                    on_failed(item[1])
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

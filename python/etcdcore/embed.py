@@ -57,8 +57,11 @@ class EmbeddedMember:
         peer_port: int | None = None,
         extra_args: Sequence[str] = (),
     ) -> None:
-        self._tmp = None if data_dir is not None else tempfile.mkdtemp(prefix="etcdcore-")
-        self.data_dir = Path(data_dir if data_dir is not None else Path(self._tmp) / "data")
+        self._tmp: str | None = None
+        if data_dir is None:
+            self._tmp = tempfile.mkdtemp(prefix="etcdcore-")
+            data_dir = Path(self._tmp) / "data"
+        self.data_dir = Path(data_dir)
         self.name = name
         self.host = host
         self.client_port = client_port or _free_port(host)

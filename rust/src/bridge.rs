@@ -51,6 +51,14 @@ pub enum Item {
     },
     /// This member was removed from the cluster and has stopped serving.
     Removed,
+    /// This member's name and client URLs were committed and applied (etcd's
+    /// publish): the moment etcd becomes ready to serve clients.
+    Published,
+    /// This member stopped for good after a failure (a WAL or backend write
+    /// that failed): the process must exit.
+    Failed {
+        reason: String,
+    },
 }
 
 pub type StreamSender = mpsc::UnboundedSender<Result<Bytes, Status>>;

@@ -14,11 +14,13 @@ pub const DUPLICATE_KEY: &str = "etcdserver: duplicate key given in txn request"
 pub const INVALID_SORT: &str = "etcdserver: invalid sort option";
 pub const REQUEST_TOO_LARGE: &str = "etcdserver: request is too large";
 pub const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
+pub const CORRUPT: &str = "etcdserver: corrupt cluster";
 pub const LEASE_EXISTS: &str = "etcdserver: lease already exists";
 pub const LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
 pub const NO_LEADER: &str = "etcdserver: no leader";
 pub const STOPPED: &str = "etcdserver: server stopped";
 pub const TIMEOUT: &str = "etcdserver: request timed out";
+pub const TOO_MANY_REQUESTS: &str = "etcdserver: too many requests";
 pub const NOT_LEADER: &str = "etcdserver: not leader";
 pub const NOT_FOR_LEARNER: &str = "etcdserver: rpc not supported for learner";
 pub const BAD_LEADER_TRANSFEREE: &str = "etcdserver: bad leader transferee";
@@ -44,6 +46,11 @@ pub fn stopped() -> Status {
     Status::new(Code::Unavailable, STOPPED)
 }
 
+/// The applier is far behind what committed (etcd's ErrTooManyRequests).
+pub fn too_many_requests() -> Status {
+    Status::new(Code::ResourceExhausted, TOO_MANY_REQUESTS)
+}
+
 pub fn timed_out() -> Status {
     Status::new(Code::Unavailable, TIMEOUT)
 }
@@ -66,6 +73,10 @@ pub fn member_not_found() -> Status {
 
 pub fn no_space() -> Status {
     Status::new(Code::ResourceExhausted, NO_SPACE)
+}
+
+pub fn corrupt() -> Status {
+    Status::new(Code::DataLoss, CORRUPT)
 }
 
 pub fn lease_exists() -> Status {

@@ -8,10 +8,13 @@
 // at each return would cost an allocation per error and buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod alarms;
 pub mod auth;
+pub mod backend;
 pub mod bbolt;
 pub mod bridge;
 pub mod errors;
+pub mod gateway;
 pub mod grpcproxy;
 pub mod identity;
 pub mod lease_table;
@@ -21,14 +24,15 @@ pub mod metrics;
 pub mod mvcc;
 pub mod pb;
 mod python;
+mod python_gateway;
 mod python_grpcproxy;
 mod python_jwt;
 pub mod quota;
 pub mod raft_node;
-pub mod restore;
 pub mod server;
-pub mod snap;
+pub mod snapshot_file;
 pub mod state_machine;
 pub mod tls;
+pub mod tls_verify;
 pub mod transport;
 pub mod wal;

@@ -30,6 +30,10 @@ use crate::state_machine::Outcome;
 use crate::tls::{self, TlsSettings};
 use crate::transport::{self, Transport};
 
+/// etcd's defaults for --backend-batch-interval and --backend-batch-limit.
+const DEFAULT_BACKEND_BATCH_INTERVAL: Duration = Duration::from_millis(100);
+const DEFAULT_BACKEND_BATCH_LIMIT: u64 = 10_000;
+
 /// (permission type, key, range end), as RoleGet lists them.
 pub type RolePermission = (i32, Vec<u8>, Vec<u8>);
 
@@ -50,6 +54,10 @@ pub struct MemberConfig {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub quota_backend_bytes: u64,
+    /// --backend-batch-interval (zero: etcd's 100 ms).
+    pub backend_batch_interval: Duration,
+    /// --backend-batch-limit (zero: etcd's 10,000).
+    pub backend_batch_limit: u64,
     pub heartbeat: Duration,
     pub election: Duration,
     /// TLS on the client listeners (their URLs are https).
@@ -104,6 +112,8 @@ pub struct Member {
     /// The peer listeners: stopped at once, as the other members' streams
     /// into them never end by themselves.
     peer_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Why the node stopped for good, kept once the node is gone.
+    failure: Option<String>,
 }
 
 /// A failure to start, with a message for the operator.
@@ -150,6 +160,7 @@ impl Member {
             shutdown: None,
             tasks: Vec::new(),
             peer_tasks: Vec::new(),
+            failure: None,
         })
     }
 
@@ -231,6 +242,16 @@ impl Member {
                 election_ticks,
                 snapshot_count: self.cfg.snapshot_count.max(1),
                 quota_backend_bytes: self.cfg.quota_backend_bytes,
+                backend_batch_interval: if self.cfg.backend_batch_interval.is_zero() {
+                    DEFAULT_BACKEND_BATCH_INTERVAL
+                } else {
+                    self.cfg.backend_batch_interval
+                },
+                backend_batch_limit: if self.cfg.backend_batch_limit == 0 {
+                    DEFAULT_BACKEND_BATCH_LIMIT
+                } else {
+                    self.cfg.backend_batch_limit
+                },
                 metrics: self.metrics.clone(),
             },
             self.bridge.clone(),
@@ -273,12 +294,12 @@ impl Member {
                 return Err(StartError(e.to_string()));
             }
         };
-        tasks.push(runtime.spawn(publish(
-            handle,
-            self.cfg.name.clone(),
-            self.cfg.client_urls.clone(),
-            self.cfg.election,
-        )));
+        let (name, client_urls) = (self.cfg.name.clone(), self.cfg.client_urls.clone());
+        let (bridge, every) = (self.bridge.clone(), self.cfg.election);
+        tasks.push(runtime.spawn(async move {
+            publish(handle, name, client_urls, every).await;
+            bridge.push(crate::bridge::Item::Published);
+        }));
         self.tasks = tasks;
         self.peer_tasks = peer_tasks;
         self.shutdown = Some(tx);
@@ -370,7 +391,17 @@ impl Member {
         if let Some(mut node) = self.node.take() {
             node.stop();
         }
-        self.handle = None;
+        if let Some(h) = self.handle.take() {
+            self.failure = h.shared.failure.get().cloned();
+        }
+    }
+
+    /// Why the member stopped for good (a failed WAL or backend write).
+    pub fn failure(&self) -> Option<String> {
+        match &self.handle {
+            Some(h) => h.shared.failure.get().cloned(),
+            None => self.failure.clone(),
+        }
     }
 
     fn stop_transport(&mut self) {
@@ -397,6 +428,7 @@ impl Member {
 
     pub fn status(&self) -> Result<StatusInfo, Status> {
         let h = self.node()?;
+        h.shared.check_running()?;
         let sm = h.shared.sm.read().expect("state poisoned");
         Ok(StatusInfo {
             member_id: self.id(),
@@ -508,8 +540,12 @@ impl Member {
         limit: usize,
     ) -> Result<Vec<u8>, Status> {
         let h = self.node()?;
+        h.shared.check_running()?;
         let sm = h.shared.sm.read().expect("state poisoned");
-        let events = sm.store.events_since(key, range_end, start, limit)?;
+        let rtx = sm.read().map_err(backend_status)?;
+        let events = sm
+            .store
+            .events_since(rtx.key_bucket(), key, range_end, start, limit)?;
         Ok(EventBatch {
             revision: sm.store.current_revision(),
             events,
@@ -517,39 +553,14 @@ impl Member {
         .encode_to_vec())
     }
 
+    /// HashKV: the index says what a compaction keeps (under the state's
+    /// lock), the read transaction taken with it is hashed after.
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), Status> {
         let h = self.node()?;
+        h.shared.check_running()?;
         let sm = h.shared.sm.read().expect("state poisoned");
-        Ok(sm.store.hash_kv(rev)?)
-    }
-
-    /// The whole state machine as the Maintenance.Snapshot stream carries it.
-    ///
-    /// Layout: `[u64 LE length][state][u32 LE crc32c of state]`, zero-padded
-    /// to a multiple of 512 bytes, then the SHA-256 of everything before it.
-    /// The padding and trailing digest are what etcdctl checks for (a bbolt
-    /// file is whole pages plus that digest); the length and crc are ours.
-    pub fn snapshot(&self) -> Result<Vec<u8>, Status> {
-        use sha2::Digest;
-        let h = self.node()?;
-        // etcd times its backend snapshot from start to the end of sending
-        // it; ours is built whole here, and the bridge streams it after.
-        let started = std::time::Instant::now();
-        let state = h
-            .shared
-            .sm
-            .read()
-            .expect("state poisoned")
-            .encode_snapshot();
-        let mut blob = Vec::with_capacity(state.len() + 512 + 32);
-        blob.extend_from_slice(&(state.len() as u64).to_le_bytes());
-        blob.extend_from_slice(&state);
-        blob.extend_from_slice(&crc32c::crc32c(&state).to_le_bytes());
-        blob.resize(blob.len().div_ceil(512) * 512, 0);
-        let digest = sha2::Sha256::digest(&blob);
-        blob.extend_from_slice(&digest);
-        self.metrics.backend_snapshot.observe(started.elapsed());
-        Ok(blob)
+        let rtx = sm.read().map_err(backend_status)?;
+        Ok(sm.store.hash_kv(rtx.key_bucket(), rev)?)
     }
 
     pub fn leases(&self) -> Result<Vec<(i64, i64)>, Status> {
@@ -568,12 +579,10 @@ impl Member {
             .map(|ttl| (ttl, sm.store.keys_with_lease(id))))
     }
 
-    /// Defragment: gives back the space compaction freed, so the database
-    /// size (and the quota check) drops to what is in use. Member-local, as
-    /// etcd's. Returns the size (before, after).
-    pub fn defragment(&self) -> Result<(usize, usize), Status> {
-        let h = self.node()?;
-        Ok(h.shared.sm.write().expect("state poisoned").defragment())
+    /// Defragment: the backend file rewritten without the space compaction
+    /// freed (member-local, as etcd's). Returns its size (before, after).
+    pub fn defragment(&self) -> Result<(u64, u64), Status> {
+        self.node()?.defragment_blocking()
     }
 
     pub fn alarms(&self) -> Result<Vec<AlarmMember>, Status> {
@@ -602,7 +611,9 @@ impl Member {
             .node()?
             .propose_blocking(Request::Compaction(CompactionRequest {
                 revision,
-                physical: true,
+                // As etcd's compactor: the answer does not wait for the
+                // versions to be removed.
+                physical: false,
             }))?;
         Ok(a.revision)
     }
@@ -685,14 +696,17 @@ impl Member {
 
 /// etcd's publish: once the member runs, it proposes its name and client URLs
 /// so every member's MemberList shows them; retried until it is applied.
+/// Proposed even when a restarted member's state already shows them, as etcd
+/// does: returning means the cluster has a leader and committed the entry.
 async fn publish(node: NodeHandle, name: String, client_urls: Vec<String>, every: Duration) {
+    let mut applied = false;
     loop {
         let current = {
             let sm = node.shared.sm.read().expect("state poisoned");
             sm.membership.get(node.config.id).cloned()
         };
         match current {
-            Some(m) if m.name == name && m.client_urls == client_urls => return,
+            Some(m) if applied && m.name == name && m.client_urls == client_urls => return,
             Some(_) => {}
             // Not a member (yet): a joiner waits for the leader's snapshot.
             None => {
@@ -705,10 +719,15 @@ async fn publish(node: NodeHandle, name: String, client_urls: Vec<String>, every
             name: name.clone(),
             client_urls: client_urls.clone(),
         });
-        if node.propose(request).await.is_err() {
-            tokio::time::sleep(every).await;
+        match node.propose(request).await {
+            Ok(_) => applied = true,
+            Err(_) => tokio::time::sleep(every).await,
         }
     }
+}
+
+fn backend_status(e: crate::backend::BackendError) -> Status {
+    Status::from(crate::mvcc::MvccError::Backend(e.to_string()))
 }
 
 impl Drop for Member {

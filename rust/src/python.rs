@@ -43,7 +43,7 @@ impl CoreConfig {
         initial_cluster, initial_cluster_state, cluster_token, snapshot_count, max_request_bytes,
         max_txn_ops, quota_backend_bytes, heartbeat_ms, election_ms, client_tls=None, peer_tls=None,
         jwt=None, max_concurrent_streams=u32::MAX,
-        client_http_gateway=None))]
+        client_http_gateway=None, backend_batch_interval_ms=0, backend_batch_limit=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
@@ -66,6 +66,8 @@ impl CoreConfig {
         jwt: Option<crate::python_jwt::JwtTokens>,
         max_concurrent_streams: u32,
         client_http_gateway: Option<PathBuf>,
+        backend_batch_interval_ms: u64,
+        backend_batch_limit: u64,
     ) -> CoreConfig {
         CoreConfig {
             inner: MemberConfig {
@@ -82,6 +84,8 @@ impl CoreConfig {
                 max_request_bytes,
                 max_txn_ops,
                 quota_backend_bytes,
+                backend_batch_interval: Duration::from_millis(backend_batch_interval_ms),
+                backend_batch_limit,
                 heartbeat: Duration::from_millis(heartbeat_ms.max(1)),
                 election: Duration::from_millis(election_ms.max(1)),
                 client_tls: client_tls.map(|t| t.inner),
@@ -107,7 +111,7 @@ pub struct TlsConfig {
 #[pymethods]
 impl TlsConfig {
     #[new]
-    #[pyo3(signature = (*, cert_file, key_file, trusted_ca_file, client_cert_auth, cipher_suites, min_version))]
+    #[pyo3(signature = (*, cert_file, key_file, trusted_ca_file, client_cert_auth, cipher_suites, min_version, crl_file=String::new()))]
     fn new(
         cert_file: String,
         key_file: String,
@@ -115,6 +119,7 @@ impl TlsConfig {
         client_cert_auth: bool,
         cipher_suites: Vec<String>,
         min_version: String,
+        crl_file: String,
     ) -> TlsConfig {
         TlsConfig {
             inner: crate::tls::TlsSettings {
@@ -124,6 +129,7 @@ impl TlsConfig {
                 client_cert_auth,
                 cipher_suites,
                 min_version,
+                crl_file,
             },
         }
     }
@@ -196,6 +202,8 @@ impl Core {
                     ("leader", is_leader, term).into_pyobject(py)?.into_any()
                 }
                 Item::Removed => ("removed",).into_pyobject(py)?.into_any(),
+                Item::Published => ("published",).into_pyobject(py)?.into_any(),
+                Item::Failed { reason } => ("failed", reason).into_pyobject(py)?.into_any(),
             };
             out.push(obj.unbind());
         }
@@ -293,13 +301,9 @@ impl Core {
         self.with(|m| m.hash_kv(revision)).map_err(core_err)
     }
 
-    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let b = self.with(|m| m.snapshot()).map_err(core_err)?;
-        Ok(PyBytes::new(py, &b))
-    }
-
-    fn defragment(&self) -> PyResult<(usize, usize)> {
-        self.with(|m| m.defragment()).map_err(core_err)
+    fn defragment(&self, py: Python<'_>) -> PyResult<(u64, u64)> {
+        py.allow_threads(|| self.with(|m| m.defragment()))
+            .map_err(core_err)
     }
 
     fn leases(&self) -> PyResult<Vec<(i64, i64)>> {
@@ -346,6 +350,11 @@ impl Core {
     fn compact(&self, py: Python<'_>, revision: i64) -> PyResult<i64> {
         py.allow_threads(|| self.with(|m| m.compact(revision)))
             .map_err(core_err)
+    }
+
+    /// Why the member stopped for good, if it did (a disk failure).
+    fn failure(&self) -> Option<String> {
+        self.with(|m| m.failure())
     }
 
     fn is_leader(&self) -> bool {
@@ -441,33 +450,33 @@ impl Core {
 
 /// `snapshot status`: (hash, revision, total keys, total size) of a snapshot file.
 #[pyfunction]
-fn snapshot_status(py: Python<'_>, data: Vec<u8>) -> PyResult<(u32, i64, u64, u64)> {
+fn snapshot_status(py: Python<'_>, path: PathBuf) -> PyResult<(u32, i64, u64, u64)> {
     let st = py
-        .allow_threads(|| crate::restore::status(&data))
+        .allow_threads(|| crate::snapshot_file::status(&path))
         .map_err(|e| CoreError::new_err((2, e)))?;
     Ok((st.hash, st.revision, st.total_keys, st.total_size))
 }
 
 /// `snapshot restore`: a new member's data dir from a snapshot file.
 #[pyfunction]
-#[pyo3(signature = (data, *, data_dir, name, initial_cluster, cluster_token, skip_hash_check))]
+#[pyo3(signature = (path, *, data_dir, name, initial_cluster, cluster_token, skip_hash_check))]
 fn snapshot_restore(
     py: Python<'_>,
-    data: Vec<u8>,
+    path: PathBuf,
     data_dir: PathBuf,
     name: String,
     initial_cluster: Vec<(String, Vec<String>)>,
     cluster_token: String,
     skip_hash_check: bool,
 ) -> PyResult<()> {
-    let cfg = crate::restore::RestoreConfig {
+    let cfg = crate::snapshot_file::RestoreConfig {
         data_dir,
         name,
         initial_cluster,
         cluster_token,
         skip_hash_check,
     };
-    py.allow_threads(|| crate::restore::restore(&data, &cfg))
+    py.allow_threads(|| crate::snapshot_file::restore(&path, &cfg))
         .map_err(|e| CoreError::new_err((2, e)))
 }
 
@@ -558,12 +567,18 @@ fn bbolt_write(
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let _ = pyo3_log::try_init();
+    // Debug and trace records are not forwarded to Python: the crates under
+    // tonic log on every request at those levels, and each record would cost
+    // a look-up of its Python logger (a few percent of a busy server's CPU).
+    let _ = pyo3_log::Logger::default()
+        .filter(log::LevelFilter::Info)
+        .install();
     m.add("CoreError", m.py().get_type::<CoreError>())?;
     m.add_class::<CoreConfig>()?;
     m.add_class::<Core>()?;
     m.add_class::<TlsConfig>()?;
     m.add_class::<crate::python_jwt::JwtTokens>()?;
+    m.add_class::<crate::python_gateway::Gateway>()?;
     m.add_function(wrap_pyfunction!(snapshot_status, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_restore, m)?)?;
     m.add_class::<BboltItems>()?;

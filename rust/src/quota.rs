@@ -13,15 +13,16 @@
 //!    deletes, puts-free txns, compaction and lease revokes still work, so an
 //!    operator can free space (compact, defragment) and then disarm the alarm.
 //!
-//! Sizes are in the state machine's own measure (`StateMachine::db_size`),
-//! not a bbolt file's; the cost of a request is what it would add to it.
-
-use crate::mvcc::PER_VERSION_BYTES;
+//! The size checked is the backend file's (`StateMachine::db_size`), as
+//! etcd checks its bbolt file's; the cost of a request is etcd's estimate of
+//! what it would add to it.
 use crate::pb::etcdserverpb::{request_op, PutRequest, RequestOp, TxnRequest};
 use crate::pb::internal::internal_request::Request;
 
-/// What one lease counts for in the database size (and a LeaseGrant costs).
+/// What a LeaseGrant costs (etcd's leaseOverhead).
 pub const LEASE_BYTES: usize = 64;
+/// What a put costs beyond its key and value (etcd's kvOverhead).
+pub const PER_VERSION_BYTES: usize = 256;
 
 /// A member's backend quota in bytes; 0 means none.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 
 use std::io::BufReader;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -33,6 +34,9 @@ pub struct TlsSettings {
     pub cipher_suites: Vec<String>,
     /// "TLS1.2" or "TLS1.3" (empty: TLS 1.2).
     pub min_version: String,
+    /// --client-crl-file / --peer-crl-file (empty: none): client
+    /// certificates it lists are refused at the handshake.
+    pub crl_file: String,
 }
 
 fn provider(s: &TlsSettings) -> Result<Arc<rustls::crypto::CryptoProvider>, String> {
@@ -116,11 +120,15 @@ pub fn server_config(s: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
         .with_protocol_versions(versions(s)?)
         .map_err(|e| e.to_string())?;
     let builder = if s.client_cert_auth && !s.trusted_ca_file.is_empty() {
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder(Arc::new(roots(&s.trusted_ca_file)?))
-                .build()
-                .map_err(|e| e.to_string())?;
-        builder.with_client_cert_verifier(verifier)
+        // Read at every handshake: as in etcd, a missing or unreadable list
+        // refuses every client rather than the start.
+        let crl = (!s.crl_file.is_empty()).then(|| PathBuf::from(&s.crl_file));
+        let verifier = crate::tls_verify::GoClientVerifier::new(
+            certs(&s.trusted_ca_file)?,
+            crl,
+            provider(s)?,
+        )?;
+        builder.with_client_cert_verifier(Arc::new(verifier))
     } else {
         builder.with_no_client_auth()
     };

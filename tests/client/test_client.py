@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from etcdcore.client import AsyncClient, Client, CompactedError, Compare, LeaseNotFoundError, Op
+from etcdcore.client import (
+    AsyncClient,
+    Client,
+    CompactedError,
+    Compare,
+    DeadlineExceededError,
+    Event,
+    LeaseLostError,
+    LeaseNotFoundError,
+    Op,
+)
 from harness import Member, free_port
 
 
@@ -187,3 +197,88 @@ def test_async_lease_context_revokes_on_exit(server: Member) -> None:
             return (await c.get("al/k")).count
 
     assert asyncio.run(run()) == 0
+
+
+def test_lease_revoked_elsewhere_is_reported_lost_and_the_block_raises(server: Member) -> None:
+    lost: list[int] = []
+    with Client([server.endpoint]) as c, Client([server.endpoint]) as other:
+        with pytest.raises(LeaseLostError) as e:
+            with c.lease(3, on_lost=lambda lease: lost.append(lease.id)) as lease:
+                assert lease.alive
+                other.lease_revoke(lease.id)
+                assert lease.lost.wait(10), "the loss was not noticed"
+        assert not lease.alive
+        assert lost == [lease.id] == [e.value.lease_id]
+
+
+def test_lease_whose_server_is_gone_past_its_ttl_is_lost(tmp_path: Path) -> None:
+    m = Member(data_dir=tmp_path / "d").start()
+    try:
+        with Client([m.endpoint], timeout=1) as c:
+            with pytest.raises(LeaseLostError):
+                with c.lease(2) as lease:
+                    m.stop()
+                    assert lease.lost.wait(10), "no renewal for a whole TTL went unnoticed"
+    finally:
+        m.stop()
+
+
+def test_an_error_inside_the_lease_block_is_not_replaced_by_the_loss(server: Member) -> None:
+    with Client([server.endpoint]) as c:
+        with pytest.raises(KeyError):
+            with c.lease(3) as lease:
+                c.lease_revoke(lease.id)
+                assert lease.lost.wait(10)
+                raise KeyError("mine")
+
+
+def test_lock_not_taken_within_its_timeout_raises_and_withdraws(server: Member) -> None:
+    with Client([server.endpoint]) as holder, Client([server.endpoint]) as waiter:
+        with holder.lock("c/timeout-lock", ttl=30):
+            with pytest.raises(DeadlineExceededError):
+                with waiter.lock("c/timeout-lock", ttl=30, timeout=0.5):
+                    pytest.fail("took a lock that was held")
+        # The withdrawn waiter holds no place in the queue: the lock is free
+        # at once, not after its 30 s lease.
+        with waiter.lock("c/timeout-lock", ttl=30, timeout=5) as key:
+            assert key.startswith(b"c/timeout-lock/")
+
+
+def test_lock_holder_is_told_when_its_lease_is_lost(server: Member) -> None:
+    lost = threading.Event()
+    with Client([server.endpoint]) as c, Client([server.endpoint]) as other:
+        with pytest.raises(LeaseLostError):
+            with c.lock("c/lost-lock", ttl=3, on_lost=lambda lease: lost.set()) as key:
+                lease_id = other.get(key).kvs[0].lease
+                other.lease_revoke(lease_id)
+                assert lost.wait(10)
+
+
+def test_watch_cancelled_from_another_thread_ends_the_waiting_loop(client: Client) -> None:
+    watch = client.watch("c/cancel-me")
+    ended = threading.Event()
+    batches: list[list[Event]] = []
+
+    def consume() -> None:
+        batches.extend(watch)  # blocks: nothing is written
+        ended.set()
+
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    assert not ended.wait(0.5)
+    watch.cancel()
+    assert ended.wait(10), "the watching thread was not released"
+    assert batches == []
+    watch.cancel()  # again: harmless
+
+
+def test_async_lease_revoked_elsewhere_raises_on_exit(server: Member) -> None:
+    async def run() -> bool:
+        async with AsyncClient([server.endpoint]) as c, AsyncClient([server.endpoint]) as o:
+            with pytest.raises(LeaseLostError):
+                async with c.lease(3) as lease:
+                    await o.lease_revoke(lease.id)
+                    await asyncio.wait_for(lease.lost.wait(), 10)
+            return lease.alive
+
+    assert asyncio.run(run()) is False

@@ -206,3 +206,40 @@ def test_auth_answers_match_etcdctl(secured: Member, args: list[str]) -> None:
         theirs.stdout,
         theirs.stderr,
     )
+
+
+@pytest.fixture(params=["etcdcore", "etcd"])
+def short_tokens(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Member]:
+    """A server with auth on and simple tokens that expire after 2 idle seconds."""
+    extra = ["--auth-token", "simple", "--auth-token-ttl", "2"]
+    m = Member(data_dir=tmp_path / "d", extra=extra)
+    if request.param == "etcd":
+        m.command = [etcd_bin("etcd")]
+    m.start()
+    try:
+        for cmd in ("user add root:rootpw", "auth enable"):
+            assert real_etcdctl(m.endpoint, *cmd.split()).returncode == 0, cmd
+        yield m
+    finally:
+        m.stop()
+
+
+@pytest.mark.parametrize(
+    "meanwhile",
+    ["sleep 4", "etcdctl --user=root:rootpw role add made-meanwhile"],
+    ids=["token-expired", "auth-store-changed"],
+)
+def test_lock_logs_in_again_when_its_token_is_refused_at_unlock(
+    short_tokens: Member, meanwhile: str
+) -> None:
+    # The command runs while the lock is held: the token etcdcorectl logged in
+    # with has expired, or predates a change to the auth store, by the time
+    # it unlocks; like etcdctl it logs in again instead of failing.
+    ep = short_tokens.endpoint
+    command = meanwhile.split()
+    if command[0] == "etcdctl":
+        command = [etcd_bin("etcdctl"), f"--endpoints={ep}", *command[1:]]
+    done = etcdcorectl(ep, "--user=root:rootpw", "lock", "jobs/nightly", *command)
+    assert done.returncode == 0, done.stderr
+    left = real_etcdctl(ep, "--user=root:rootpw", "get", "jobs/nightly", "--prefix", "--keys-only")
+    assert left.stdout == ""

@@ -368,10 +368,21 @@ def test_later_flags_are_accepted_and_reported() -> None:
 
 
 def test_experimental_flags_warn() -> None:
-    c = parse("--experimental-initial-corrupt-check=true")
+    c = parse("--experimental-enable-lease-checkpoint=true")
     assert [(n.level, n.fields["flag-name"]) for n in c.notices] == [
-        ("warn", "experimental-initial-corrupt-check")
+        ("warn", "experimental-enable-lease-checkpoint")
     ]
+
+
+def test_initial_corrupt_check_is_a_setting_not_a_warning() -> None:
+    c = parse("--experimental-initial-corrupt-check=true")
+    assert c.initial_corrupt_check and c.notices == []
+
+
+def test_crl_files_belong_to_their_side() -> None:
+    c = parse("--client-crl-file=/c.crl", "--peer-crl-file=/p.crl")
+    assert (c.client_tls.crl_file, c.peer_tls.crl_file) == ("/c.crl", "/p.crl")
+    assert c.notices == []
 
 
 def test_legacy_ignored_flags_take_no_value() -> None:

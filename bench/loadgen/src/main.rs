@@ -88,6 +88,10 @@ struct Args {
     /// Puts pick keys uniformly at random from this many.
     #[arg(long, default_value_t = 100_000)]
     key_space: u64,
+    /// Puts write keys 0, 1, 2, ... in order (each once) instead of random
+    /// ones: a load of `--total` distinct keys.
+    #[arg(long)]
+    sequential: bool,
     /// Keys written before a `range` run and returned by each Range.
     #[arg(long, default_value_t = 1000)]
     range_keys: u64,
@@ -218,6 +222,7 @@ async fn run_client(
     total: u64,
     deadline: Instant,
     key_space: u64,
+    sequential: bool,
     value: Arc<Vec<u8>>,
     start: Instant,
     pace: Option<Duration>,
@@ -243,13 +248,18 @@ async fn run_client(
         if Instant::now() >= deadline {
             break;
         }
-        if issued.fetch_add(1, Ordering::Relaxed) >= total {
+        let n = issued.fetch_add(1, Ordering::Relaxed);
+        if n >= total {
             break;
         }
         let t0 = Instant::now();
         let res = match op {
             Op::Put => {
-                let k = rng.next() % key_space.max(1);
+                let k = if sequential {
+                    n
+                } else {
+                    rng.next() % key_space.max(1)
+                };
                 kv.put(PutRequest {
                     key: format!("{PUT_PREFIX}{k:08}").into_bytes(),
                     value: value.as_ref().clone(),
@@ -489,6 +499,7 @@ async fn main() {
             args.total,
             deadline,
             args.key_space,
+            args.sequential,
             value.clone(),
             start,
             pace,

@@ -15,11 +15,13 @@ TLS: ``Client(["https://host:2379"], ca_cert=..., cert=..., key=...)``; auth:
 client for asyncio.
 """
 
-from .aio import AsyncClient, AsyncElection
+from .aio import AsyncClient, AsyncElection, AsyncKeptLease
 from .errors import (
     AuthError,
     CompactedError,
+    DeadlineExceededError,
     EtcdError,
+    LeaseLostError,
     LeaseNotFoundError,
     NoLeaderError,
     NotLeaderError,
@@ -27,7 +29,7 @@ from .errors import (
     UnavailableError,
 )
 from .requests import Compare, Op, prefix_end
-from .sync import Client, Election
+from .sync import Client, Election, KeptLease, Watch
 from .types import (
     Alarm,
     DeleteResult,
@@ -47,20 +49,24 @@ __all__ = [
     "Alarm",
     "AsyncClient",
     "AsyncElection",
+    "AsyncKeptLease",
     "AuthError",
     "Client",
     "CompactedError",
     "Compare",
+    "DeadlineExceededError",
     "DeleteResult",
     "Election",
     "EtcdError",
     "Event",
     "GetResult",
     "HashKVResult",
+    "KeptLease",
     "KeyValue",
     "LeaderKey",
     "Lease",
     "LeaseInfo",
+    "LeaseLostError",
     "LeaseNotFoundError",
     "Member",
     "NoLeaderError",
@@ -70,5 +76,6 @@ __all__ = [
     "PutResult",
     "TxnResult",
     "UnavailableError",
+    "Watch",
     "prefix_end",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, BinaryIO, TypeVar
 
@@ -14,9 +15,10 @@ from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdcore.proto.v3election import v3election_pb2, v3election_pb2_grpc
 
 from . import requests as rq
-from .errors import EtcdError, NotLeaderError, from_rpc_error
+from .connection import Connection, Next
+from .errors import EtcdError, LeaseLostError, LeaseNotFoundError, NotLeaderError, from_rpc_error
+from .keepalive import RETRY_INTERVAL, Renewals
 from .namespace import Namespace
-from .sync import may_retry_elsewhere, normalize_endpoint
 from .types import (
     Alarm,
     DeleteResult,
@@ -56,22 +58,22 @@ class _WithToken:
 
 # grpc.aio files each interceptor under one kind of call only: one class per kind.
 class _UnaryUnaryToken(_WithToken, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation, details, request):  # noqa: ANN001, ANN201
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
 
 class _UnaryStreamToken(_WithToken, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation, details, request):  # noqa: ANN001, ANN201
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
 
 class _StreamUnaryToken(_WithToken, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation, details, requests):  # noqa: ANN001, ANN201
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(self._details(details), requests)
 
 
 class _StreamStreamToken(_WithToken, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation, details, requests):  # noqa: ANN001, ANN201
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(self._details(details), requests)
 
 
@@ -84,17 +86,61 @@ def _token_interceptors(token: Callable[[], str | None]) -> list[grpc.aio.Client
     ]
 
 
-class _KeepAlive:
-    """Renews a lease every ttl/3 seconds on a task until stopped."""
+def _open_channel(
+    target: str,
+    credentials: grpc.ChannelCredentials | None,
+    token: Callable[[], str | None] | None,
+) -> grpc.aio.Channel:
+    interceptors = _token_interceptors(token) if token is not None else None
+    if credentials is not None:
+        return grpc.aio.secure_channel(target, credentials, interceptors=interceptors)
+    return grpc.aio.insecure_channel(target, interceptors=interceptors)
 
-    def __init__(self, client: AsyncClient, lease_id: int, ttl: int) -> None:
-        async def keep() -> None:
-            while True:
-                await asyncio.sleep(max(ttl / 3, 0.5))
-                with contextlib.suppress(EtcdError):
-                    await client.lease_keep_alive_once(lease_id)
 
-        self._task = asyncio.create_task(keep())
+AsyncLostCallback = Callable[["AsyncKeptLease"], object]
+
+
+class AsyncKeptLease:
+    """A lease that :meth:`AsyncClient.lease` keeps alive on a task:
+    :class:`KeptLease` for asyncio (``lost`` is an :class:`asyncio.Event`)."""
+
+    def __init__(
+        self, client: AsyncClient, lease: Lease, on_lost: AsyncLostCallback | None
+    ) -> None:
+        self.id = lease.id
+        self.ttl = lease.ttl
+        self.lost = asyncio.Event()
+        self._client = client
+        self._on_lost = on_lost
+        self._renewals = Renewals(lease.ttl, time.monotonic())
+        self._task = asyncio.create_task(self._keep())
+
+    @property
+    def alive(self) -> bool:
+        return not self.lost.is_set()
+
+    async def _keep(self) -> None:
+        wait = self._renewals.interval()
+        while True:
+            await asyncio.sleep(wait)
+            sent = time.monotonic()
+            try:
+                ttl = await self._client.lease_keep_alive_once(self.id)
+            except LeaseNotFoundError:
+                ttl = 0
+            except EtcdError:
+                if self._renewals.failed(time.monotonic()):
+                    return self._lose()
+                wait = RETRY_INTERVAL
+                continue
+            if self._renewals.renewed(sent, ttl):
+                return self._lose()
+            wait = self._renewals.interval()
+
+    def _lose(self) -> None:
+        self.lost.set()
+        if self._on_lost is not None:
+            self._on_lost(self)
 
     async def stop(self) -> None:
         self._task.cancel()
@@ -107,7 +153,9 @@ class AsyncClient:
 
     Takes the same TLS (``ca_cert``, ``cert``, ``key``, ``https://``
     endpoints), auth (``user``, ``password``) and ``namespace`` options as
-    :class:`Client`.
+    :class:`Client`,
+    and shares its connection set-up, login and retry rules
+    (:mod:`etcdcore.client.connection`).
     """
 
     def __init__(
@@ -122,65 +170,51 @@ class AsyncClient:
         password: str | None = None,
         namespace: bytes | str = b"",
     ):
-        tls = ca_cert is not None or cert is not None
         self.namespace = Namespace(namespace)
-        self.endpoints, tls = rq.parse_endpoints(endpoints, tls)
+        self._conn: Connection[grpc.aio.Channel] = Connection(
+            endpoints,
+            timeout,
+            _open_channel,
+            ca_cert=ca_cert,
+            cert=cert,
+            key=key,
+            user=user,
+            password=password,
+        )
+        self.endpoints = self._conn.endpoints
         self.timeout = timeout
-        self._credentials = rq.channel_credentials(ca_cert, cert, key) if tls else None
-        if (user is None) != (password is None):
-            raise ValueError("user and password go together")
-        self._auth = (user, password) if user is not None else None
-        self._token: str | None = None
-        self._logged_in = False
         self._auth_lock: asyncio.Lock | None = None
-        self._current = 0
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._closed = False
-
-    def _channel_to(self, target: str) -> grpc.aio.Channel:
-        if self._closed:
-            raise ValueError("the client is closed")
-        ch = self._channels.get(target)
-        if ch is None:
-            interceptors = _token_interceptors(lambda: self._token) if self._auth else None
-            if self._credentials is not None:
-                ch = grpc.aio.secure_channel(target, self._credentials, interceptors=interceptors)
-            else:
-                ch = grpc.aio.insecure_channel(target, interceptors=interceptors)
-            self._channels[target] = ch
-        return ch
 
     async def _channel(self) -> grpc.aio.Channel:
-        if self._auth is not None and not self._logged_in:
+        if self._conn.needs_login:
             await self._login(None)
-        return self._channel_to(self.endpoints[self._current])
+        return self._conn.channel_to(self._conn.current())
 
     async def _login(self, rejected: str | None) -> None:
         """Authenticate (unless another task already replaced the token the
         server ``rejected``)."""
-        assert self._auth is not None
+        conn = self._conn
         if self._auth_lock is None:
             self._auth_lock = asyncio.Lock()
         async with self._auth_lock:
-            if self._logged_in and self._token != rejected:
+            if not conn.login_needed_after(rejected):
                 return
-            user, password = self._auth
-            req = rpc_pb2.AuthenticateRequest(name=user, password=password)
-            last: grpc.aio.AioRpcError | None = None
-            for _ in range(len(self.endpoints)):
-                ch = self._channel_to(self.endpoints[self._current])
+            req = conn.authenticate_request()
+            last: grpc.RpcError | None = None
+            for target in conn.login_targets():
+                stub = rpc_pb2_grpc.AuthStub(conn.channel_to(target))
                 try:
-                    r = await rpc_pb2_grpc.AuthStub(ch).Authenticate(req, timeout=self.timeout)
-                    self._token, self._logged_in = r.token, True
-                    return
+                    r = await stub.Authenticate(req, timeout=self.timeout)
                 except grpc.aio.AioRpcError as e:
-                    if rq.is_auth_not_enabled(e):
-                        self._token, self._logged_in = None, True
-                        return
                     last = e
-                    if not may_retry_elsewhere(e, True):
+                    step = conn.login_failed(e)
+                    if step is Next.DONE:
+                        return
+                    if step is Next.RAISE:
                         break
-                    self._current = (self._current + 1) % len(self.endpoints)
+                    continue
+                conn.logged_in_as(r.token)
+                return
             assert last is not None
             raise from_rpc_error(last) from None
 
@@ -192,45 +226,34 @@ class AsyncClient:
     ) -> T:
         """As :meth:`Client._call`: failover, or only ``endpoint``; a rejected
         auth token is renewed and the call retried once."""
-        tries = 0
-        renewed = False
+        attempt = self._conn.attempt(idempotent, endpoint)
         while True:
-            ch = await self._channel()
-            if endpoint is not None:
-                ch = self._channel_to(normalize_endpoint(endpoint))
-            token = self._token
+            if self._conn.needs_login:
+                await self._login(None)
+            ch = self._conn.channel_to(attempt.target())
             try:
                 return await fn(ch)
             except grpc.aio.AioRpcError as e:
-                if self._auth is not None and not renewed and rq.is_invalid_token(e):
-                    renewed = True
-                    await self._login(token)
-                    continue
-                tries += 1
-                if (
-                    endpoint is not None
-                    or tries >= len(self.endpoints)
-                    or not may_retry_elsewhere(e, idempotent)
-                ):
+                step = attempt.failed(e)
+                if step is Next.LOGIN:
+                    await self._login(attempt.token)
+                elif step is Next.RAISE:
                     raise from_rpc_error(e) from None
-                self._current = (self._current + 1) % len(self.endpoints)
 
     @property
     def token(self) -> str | None:
         """The auth token calls carry (None before logging in or without auth)."""
-        return self._token
+        return self._conn.token
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called (calls then raise ValueError)."""
-        return self._closed
+        return self._conn.closed
 
     async def close(self) -> None:
         """Close every connection; the client cannot be used afterwards."""
-        self._closed = True
-        for ch in self._channels.values():
+        for ch in self._conn.close():
             await ch.close()
-        self._channels.clear()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -259,7 +282,7 @@ class AsyncClient:
         )
         return rq.delete_result(self.namespace.delete_response(r))
 
-    def txn(self) -> rq.TxnBuilder:
+    def txn(self) -> rq.TxnBuilder[Awaitable[TxnResult]]:
         """``await client.txn().if_(...).then(...).else_(...).commit()``."""
 
         async def commit(req: rpc_pb2.TxnRequest) -> TxnResult:
@@ -290,21 +313,29 @@ class AsyncClient:
             await call.write(rpc_pb2.LeaseKeepAliveRequest(ID=lease_id))
             resp = await call.read()
             call.cancel()
-            return 0 if resp is grpc.aio.EOF else int(resp.TTL)
+            if not isinstance(resp, rpc_pb2.LeaseKeepAliveResponse):
+                return 0  # the stream ended: no answer
+            return int(resp.TTL)
 
         return await self._call(once, True)
 
     @contextlib.asynccontextmanager
-    async def lease(self, ttl: int) -> AsyncIterator[Lease]:
-        """A lease kept alive (every ttl/3 s) while the block runs, then revoked."""
-        lease = await self.lease_grant(ttl)
-        keep = _KeepAlive(self, lease.id, ttl)
+    async def lease(
+        self, ttl: int, on_lost: AsyncLostCallback | None = None
+    ) -> AsyncIterator[AsyncKeptLease]:
+        """As :meth:`Client.lease`: kept alive while the block runs, then
+        revoked; :class:`LeaseLostError` on exit when it was lost meanwhile."""
+        kept = AsyncKeptLease(self, await self.lease_grant(ttl), on_lost)
+        failed = True
         try:
-            yield lease
+            yield kept
+            failed = False
         finally:
-            await keep.stop()
+            await kept.stop()
             with contextlib.suppress(EtcdError):
-                await self.lease_revoke(lease.id)
+                await self.lease_revoke(kept.id)
+        if kept.lost.is_set() and not failed:
+            raise LeaseLostError(kept.id)
 
     async def watch(
         self,
@@ -319,28 +350,52 @@ class AsyncClient:
         stream; :class:`CompactedError` when the revision is gone)."""
         k, end = self.namespace.watch(*rq.key_range(key, prefix, range_end))
         next_rev = start_revision
+        relogged = False
         while True:
-            call = rpc_pb2_grpc.WatchStub(await self._channel()).Watch()
+            token = self._conn.token
+            create = rq.watch_create_request(k, end, next_rev, prev_kv)
+            done = asyncio.Event()
+
+            # The create request goes with the call: a server that refuses the
+            # stream at once (etcdcore, on a rejected token) then fails the
+            # iteration, with its status, instead of the write.
+            async def requests(
+                create: rpc_pb2.WatchRequest = create, done: asyncio.Event = done
+            ) -> AsyncIterator[rpc_pb2.WatchRequest]:
+                yield create
+                await done.wait()
+
+            call = rpc_pb2_grpc.WatchStub(await self._channel()).Watch(requests())
             try:
-                await call.write(
-                    rpc_pb2.WatchRequest(
-                        create_request=rpc_pb2.WatchCreateRequest(
-                            key=k, range_end=end, start_revision=next_rev, prev_kv=prev_kv
-                        )
-                    )
-                )
                 async for resp in call:
+                    if self._auth_refused_watch(resp) and not relogged:
+                        relogged = True
+                        await self._login(token)
+                        break
                     resp = self.namespace.watch_response(resp)
                     events, next_rev = rq.watch_step(resp, next_rev)
+                    if resp.created:
+                        relogged = False
                     if events:
                         yield events
             except grpc.aio.AioRpcError as e:
+                if self._may_login_again(e) and not relogged:
+                    relogged = True
+                    await self._login(token)
+                    continue
                 if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
                     raise from_rpc_error(e) from None
-                self._current = (self._current + 1) % len(self.endpoints)
+                self._conn.rotate()
                 await asyncio.sleep(0.1)
             finally:
+                done.set()
                 call.cancel()
+
+    def _may_login_again(self, e: grpc.RpcError) -> bool:
+        return self._conn.auth is not None and rq.is_invalid_token(e)
+
+    def _auth_refused_watch(self, resp: rpc_pb2.WatchResponse) -> bool:
+        return self._conn.auth is not None and rq.is_auth_refused_watch(resp)
 
     # -- elections -----------------------------------------------------------------
     def election(self, name: rq.Bytesish, ttl: int = 60) -> AsyncElection:
@@ -399,13 +454,15 @@ class AsyncClient:
             endpoint,
         )
 
+    async def _alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
+        return await self._call(
+            lambda ch: rpc_pb2_grpc.MaintenanceStub(ch).Alarm(req, timeout=self.timeout),
+            req.action == rpc_pb2.AlarmRequest.GET,
+        )
+
     async def alarm_list(self) -> list[Alarm]:
         """The alarms raised on any member."""
-        req = rq.alarm_get_request()
-        r = await self._call(
-            lambda ch: rpc_pb2_grpc.MaintenanceStub(ch).Alarm(req, timeout=self.timeout), True
-        )
-        return rq.alarms(r)
+        return rq.alarms(await self._alarm(rq.alarm_get_request()))
 
     async def alarm_disarm(
         self, member_id: int | None = None, alarm: rq.AlarmType | None = None
@@ -413,13 +470,7 @@ class AsyncClient:
         """As :meth:`Client.alarm_disarm`."""
         cleared = rq.alarms_matching(await self.alarm_list(), member_id, alarm)
         for a in cleared:
-            req = rq.alarm_disarm_request(a)
-            await self._call(
-                lambda ch, req=req: rpc_pb2_grpc.MaintenanceStub(ch).Alarm(
-                    req, timeout=self.timeout
-                ),
-                False,
-            )
+            await self._alarm(rq.alarm_disarm_request(a))
         return cleared
 
     async def defragment(self, endpoint: str | None = None, timeout: float | None = None) -> None:
@@ -484,7 +535,7 @@ class AsyncElection:
         self.name = rq.to_bytes(name)
         self.ttl = ttl
         self._key: LeaderKey | None = None
-        self._keep: _KeepAlive | None = None
+        self._keep: AsyncKeptLease | None = None
 
     @property
     def key(self) -> LeaderKey | None:
@@ -497,7 +548,7 @@ class AsyncElection:
             await self.proclaim(value)
             return self._key
         lease = await self.client.lease_grant(self.ttl)
-        keep = _KeepAlive(self.client, lease.id, self.ttl)
+        keep = AsyncKeptLease(self.client, lease, None)
         ns = self.client.namespace
         req = rq.campaign_request(ns.key(self.name), lease.id, value)
         try:

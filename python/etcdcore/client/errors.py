@@ -28,6 +28,24 @@ class LeaseNotFoundError(EtcdError):
     """The lease does not exist (never granted, revoked or expired)."""
 
 
+class LeaseLostError(LeaseNotFoundError):
+    """A lease kept alive by ``Client.lease()`` was lost before the block
+    ended: it expired (no renewal got through in time) or was revoked.
+    Whatever was held under it (keys, locks, leadership) may be gone."""
+
+    def __init__(self, lease_id: int) -> None:
+        super().__init__(
+            grpc.StatusCode.NOT_FOUND,
+            f"lease {lease_id:x} was lost (expired or revoked) before the block ended",
+        )
+        self.lease_id = lease_id
+
+
+class DeadlineExceededError(EtcdError):
+    """The call did not finish within its timeout (a lock or a campaign that
+    was not won in time is withdrawn)."""
+
+
 class NoLeaderError(EtcdError):
     """The member has no leader (cut off from the cluster, or electing)."""
 
@@ -50,6 +68,10 @@ class NotLeaderError(EtcdError):
     not lead (it never won, resigned, or its lease expired)."""
 
 
+#: What etcd's servers answer (code UNKNOWN) when a call's deadline passes
+#: while they work on it, e.g. a Campaign or Lock waiting for its turn.
+ERR_CONTEXT_DEADLINE = "context deadline exceeded"
+
 _BY_MESSAGE: dict[str, type[EtcdError]] = {
     "etcdserver: mvcc: required revision has been compacted": CompactedError,
     "etcdserver: requested lease not found": LeaseNotFoundError,
@@ -67,7 +89,14 @@ def from_rpc_error(e: grpc.RpcError) -> EtcdError:
     """The typed error for a failed call."""
     code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
     message = (e.details() if hasattr(e, "details") else str(e)) or ""
+    if message == ERR_CONTEXT_DEADLINE:
+        # The server's copy of the call's deadline expired before the client's
+        # own did: the same timeout, whichever side noticed it first (clientv3
+        # likewise reports its context's error).
+        return DeadlineExceededError(grpc.StatusCode.DEADLINE_EXCEEDED, message)
     cls = _BY_MESSAGE.get(message, EtcdError)
     if code == grpc.StatusCode.UNAVAILABLE and cls is EtcdError:
         cls = UnavailableError
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED and cls is EtcdError:
+        cls = DeadlineExceededError
     return cls(code, message)

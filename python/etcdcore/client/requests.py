@@ -3,10 +3,10 @@ so both speak exactly the same protocol."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import grpc
 
@@ -29,8 +29,20 @@ from .types import (
 
 Bytesish = bytes | str
 
-_SORT_ORDER = {None: 0, "ascend": 1, "descend": 2}
-_SORT_TARGET = {None: 0, "key": 0, "version": 1, "create": 2, "mod": 3, "value": 4}
+_RR = rpc_pb2.RangeRequest
+_SORT_ORDER: dict[str | None, _RR.SortOrder.ValueType] = {
+    None: _RR.NONE,
+    "ascend": _RR.ASCEND,
+    "descend": _RR.DESCEND,
+}
+_SORT_TARGET: dict[str | None, _RR.SortTarget.ValueType] = {
+    None: _RR.KEY,
+    "key": _RR.KEY,
+    "version": _RR.VERSION,
+    "create": _RR.CREATE,
+    "mod": _RR.MOD,
+    "value": _RR.VALUE,
+}
 
 
 def to_bytes(b: Bytesish) -> bytes:
@@ -127,6 +139,16 @@ def txn_result(r: rpc_pb2.TxnResponse) -> TxnResult:
     return TxnResult(r.succeeded, r.header.revision, out)
 
 
+def watch_create_request(
+    key: bytes, range_end: bytes, start_revision: int, prev_kv: bool
+) -> rpc_pb2.WatchRequest:
+    return rpc_pb2.WatchRequest(
+        create_request=rpc_pb2.WatchCreateRequest(
+            key=key, range_end=range_end, start_revision=start_revision, prev_kv=prev_kv
+        )
+    )
+
+
 def watch_step(resp: rpc_pb2.WatchResponse, next_rev: int) -> tuple[list[Event], int]:
     """One watch response: its events and the revision to resume from after it.
     Raises :class:`CompactedError` or :class:`EtcdError` when the server ends
@@ -155,11 +177,13 @@ class _Target:
     """One side of a comparison: ``Compare.value(key) == b"x"``."""
 
     key: bytes
-    target: int
+    target: rpc_pb2.Compare.CompareTarget.ValueType
     field: str
     range_end: bytes = b""
 
-    def _cmp(self, result: int, other: object) -> rpc_pb2.Compare:
+    def _cmp(
+        self, result: rpc_pb2.Compare.CompareResult.ValueType, other: object
+    ) -> rpc_pb2.Compare:
         c = rpc_pb2.Compare(
             result=result, target=self.target, key=self.key, range_end=self.range_end
         )
@@ -223,26 +247,31 @@ class Op:
         return rpc_pb2.RequestOp(request_delete_range=delete_request(key, **kw))  # type: ignore[arg-type]
 
 
-class TxnBuilder:
-    """``if_(compares...).then(ops...).else_(ops...)`` then ``commit()``."""
+CommitT = TypeVar("CommitT")
 
-    def __init__(self, commit) -> None:  # noqa: ANN001 - the client's sender
+
+class TxnBuilder(Generic[CommitT]):
+    """``if_(compares...).then(ops...).else_(ops...)`` then ``commit()``, which
+    answers what the client's ``commit`` does (a TxnResult, or an awaitable of
+    one for the asyncio client)."""
+
+    def __init__(self, commit: Callable[[rpc_pb2.TxnRequest], CommitT]) -> None:
         self._commit = commit
         self.request = rpc_pb2.TxnRequest()
 
-    def if_(self, *compares: rpc_pb2.Compare) -> TxnBuilder:
+    def if_(self, *compares: rpc_pb2.Compare) -> TxnBuilder[CommitT]:
         self.request.compare.extend(compares)
         return self
 
-    def then(self, *ops: rpc_pb2.RequestOp) -> TxnBuilder:
+    def then(self, *ops: rpc_pb2.RequestOp) -> TxnBuilder[CommitT]:
         self.request.success.extend(ops)
         return self
 
-    def else_(self, *ops: rpc_pb2.RequestOp) -> TxnBuilder:
+    def else_(self, *ops: rpc_pb2.RequestOp) -> TxnBuilder[CommitT]:
         self.request.failure.extend(ops)
         return self
 
-    def commit(self):  # noqa: ANN201 - TxnResult, or an awaitable of it (async client)
+    def commit(self) -> CommitT:
         return self._commit(self.request)
 
 
@@ -293,9 +322,13 @@ AUTHENTICATE_METHOD = "/etcdserverpb.Auth/Authenticate"
 ERR_INVALID_TOKEN = "etcdserver: invalid auth token"
 ERR_AUTH_OLD_REVISION = "etcdserver: revision of auth store is old"
 ERR_AUTH_NOT_ENABLED = "etcdserver: authentication is not enabled"
+ERR_PERMISSION_DENIED = "etcdserver: permission denied"
 
 
-def with_token(metadata: Sequence[tuple[str, str | bytes]] | None, token: str | None, method: str):
+Metadata = Sequence[tuple[str, str | bytes]]
+
+
+def with_token(metadata: Metadata | None, token: str | None, method: str) -> Metadata | None:
     """``metadata`` plus the auth token (none on Authenticate itself)."""
     if token is None or method == AUTHENTICATE_METHOD:
         return metadata
@@ -305,10 +338,23 @@ def with_token(metadata: Sequence[tuple[str, str | bytes]] | None, token: str | 
 def is_invalid_token(e: grpc.RpcError) -> bool:
     """The server no longer accepts the token (it expired, another member
     never issued it, or it predates a change to users, roles or permissions):
-    log in again and retry, as clientv3 does."""
-    code, details = e.code(), e.details()
-    return (code == grpc.StatusCode.UNAUTHENTICATED and details == ERR_INVALID_TOKEN) or (
-        code == grpc.StatusCode.INVALID_ARGUMENT and details == ERR_AUTH_OLD_REVISION
+    log in again and retry, as clientv3 does. Matched on the message alone,
+    as clientv3 does: etcd's lock and election services pass it on with code
+    UNKNOWN."""
+    return e.details() in (ERR_INVALID_TOKEN, ERR_AUTH_OLD_REVISION)
+
+
+def is_auth_refused_watch(resp: rpc_pb2.WatchResponse) -> bool:
+    """etcd refuses a watch whose token it does not accept by cancelling it at
+    creation (permission denied, or the token's own error): log in again and
+    watch again, as clientv3 does; a second refusal is the answer."""
+    return (
+        resp.created
+        and resp.canceled
+        and any(
+            text in resp.cancel_reason
+            for text in (ERR_INVALID_TOKEN, ERR_AUTH_OLD_REVISION, ERR_PERMISSION_DENIED)
+        )
     )
 
 
@@ -350,7 +396,10 @@ def leader_value(r: v3election_pb2.LeaderResponse) -> KeyValue | None:
 # -- cluster and maintenance ----------------------------------------------------------
 
 AlarmType = Literal["NOSPACE", "CORRUPT"]
-_ALARM_NAMES: dict[int, AlarmType] = {rpc_pb2.NOSPACE: "NOSPACE", rpc_pb2.CORRUPT: "CORRUPT"}
+_ALARM_NAMES: dict[rpc_pb2.AlarmType.ValueType, AlarmType] = {
+    rpc_pb2.NOSPACE: "NOSPACE",
+    rpc_pb2.CORRUPT: "CORRUPT",
+}
 _ALARM_CODES = {v: k for k, v in _ALARM_NAMES.items()}
 
 

@@ -16,7 +16,9 @@ from etcdcore.proto.v3election import v3election_pb2, v3election_pb2_grpc
 from etcdcore.proto.v3lock import v3lock_pb2, v3lock_pb2_grpc
 
 from . import requests as rq
-from .errors import EtcdError, NotLeaderError, from_rpc_error
+from .connection import Connection, Next
+from .errors import EtcdError, LeaseLostError, LeaseNotFoundError, NotLeaderError, from_rpc_error
+from .keepalive import RETRY_INTERVAL, Renewals
 from .namespace import Namespace
 from .types import (
     Alarm,
@@ -34,19 +36,6 @@ from .types import (
 )
 
 T = TypeVar("T")
-
-
-def normalize_endpoint(e: str) -> str:
-    """``host:port`` from ``host:port`` or ``http://host:port``."""
-    return e.split("://", 1)[-1].rstrip("/")
-
-
-def may_retry_elsewhere(e: grpc.RpcError, idempotent: bool) -> bool:
-    """Whether a failed call may be sent to the next endpoint: always for
-    reads; for writes only when the server never saw them (no etcd answer)."""
-    if e.code() != grpc.StatusCode.UNAVAILABLE:
-        return False
-    return idempotent or not (e.details() or "").startswith("etcdserver:")
 
 
 class _CallDetails(
@@ -80,36 +69,203 @@ class _TokenInterceptor(
             getattr(d, "compression", None),
         )
 
-    def intercept_unary_unary(self, continuation, details, request):  # noqa: ANN001, ANN201
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
 
-    def intercept_unary_stream(self, continuation, details, request):  # noqa: ANN001, ANN201
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
 
-    def intercept_stream_unary(self, continuation, details, requests):  # noqa: ANN001, ANN201
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
         return continuation(self._details(details), requests)
 
-    def intercept_stream_stream(self, continuation, details, requests):  # noqa: ANN001, ANN201
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return continuation(self._details(details), requests)
 
 
-class _KeepAlive:
-    """Renews a lease every ttl/3 seconds on a thread of its own until stopped."""
+def _open_channel(
+    target: str,
+    credentials: grpc.ChannelCredentials | None,
+    token: Callable[[], str | None] | None,
+) -> grpc.Channel:
+    if credentials is not None:
+        ch = grpc.secure_channel(target, credentials)
+    else:
+        ch = grpc.insecure_channel(target)
+    if token is not None:
+        ch = grpc.intercept_channel(ch, _TokenInterceptor(token))
+    return ch
 
-    def __init__(self, client: Client, lease_id: int, ttl: int) -> None:
+
+LostCallback = Callable[["KeptLease"], object]
+
+
+class KeptLease:
+    """A lease that :meth:`Client.lease` keeps alive on a thread of its own.
+
+    ``lost`` is set (and ``on_lost`` called, once, on the keep-alive thread)
+    when the lease is gone: the server says so, or no renewal got through
+    before it would have expired. Nothing held under it may be relied on
+    after that; leaving the ``with`` block then raises :class:`LeaseLostError`.
+    """
+
+    def __init__(self, client: Client, lease: Lease, on_lost: LostCallback | None) -> None:
+        self.id = lease.id
+        self.ttl = lease.ttl
+        self.lost = threading.Event()
+        self._client = client
+        self._on_lost = on_lost
+        self._renewals = Renewals(lease.ttl, time.monotonic())
         self._stop = threading.Event()
-
-        def keep() -> None:
-            while not self._stop.wait(max(ttl / 3, 0.5)):
-                with contextlib.suppress(EtcdError):
-                    client.lease_keep_alive_once(lease_id)
-
-        self._thread = threading.Thread(target=keep, daemon=True, name=f"lease-{lease_id:x}")
+        self._thread = threading.Thread(target=self._keep, daemon=True, name=f"lease-{lease.id:x}")
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """False once the lease is lost."""
+        return not self.lost.is_set()
+
+    def _keep(self) -> None:
+        wait = self._renewals.interval()
+        while not self._stop.wait(wait):
+            sent = time.monotonic()
+            try:
+                ttl = self._client.lease_keep_alive_once(self.id)
+            except LeaseNotFoundError:
+                ttl = 0
+            except EtcdError:
+                if self._renewals.failed(time.monotonic()):
+                    return self._lose()
+                wait = RETRY_INTERVAL
+                continue
+            if self._renewals.renewed(sent, ttl):
+                return self._lose()
+            wait = self._renewals.interval()
+
+    def _lose(self) -> None:
+        self.lost.set()
+        if self._on_lost is not None:
+            self._on_lost(self)
+
     def stop(self) -> None:
+        """Stop renewing (the lease then expires unless revoked)."""
         self._stop.set()
-        self._thread.join()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+
+class Watch:
+    """An open watch: iterate over it for batches of events, forever.
+
+    A broken stream is reopened (on the next endpoint, logging in again when
+    the token was refused) from the revision after the last one seen, so no
+    event is lost or repeated; :class:`CompactedError` when that revision is
+    gone. :meth:`cancel` (alias :meth:`close`) ends it from any thread: a
+    thread blocked waiting for events then sees the iteration end.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        key: bytes,
+        range_end: bytes,
+        start_revision: int,
+        prev_kv: bool,
+    ) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._call: Any = None
+        self._done: threading.Event | None = None
+        self._gen = self._run(key, range_end, start_revision, prev_kv)
+        next(self._gen)  # runs until the server confirmed the watch
+
+    def __iter__(self) -> Watch:
+        return self
+
+    def __next__(self) -> list[Event]:
+        events = next(self._gen)
+        assert events is not None
+        return events
+
+    def cancel(self) -> None:
+        """Stop watching; safe from any thread, and more than once."""
+        with self._lock:
+            self._cancelled = True
+            if self._done is not None:
+                self._done.set()
+            if self._call is not None:
+                self._call.cancel()
+
+    close = cancel
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+
+    def _open(self, create: rpc_pb2.WatchRequest) -> Any:
+        """Opens one stream, unless cancelled meanwhile (then None)."""
+        done = threading.Event()
+
+        def requests() -> Iterator[rpc_pb2.WatchRequest]:
+            yield create
+            done.wait()
+
+        channel = self._client._channel()
+        with self._lock:
+            if self._cancelled:
+                return None
+            self._done = done
+            self._call = rpc_pb2_grpc.WatchStub(channel).Watch(requests())
+            return self._call
+
+    def _run(
+        self, key: bytes, range_end: bytes, start_revision: int, prev_kv: bool
+    ) -> Generator[list[Event] | None, None, None]:
+        client = self._client
+        confirmed = False
+        next_rev = start_revision
+        relogged = False
+        while True:
+            create = rq.watch_create_request(key, range_end, next_rev, prev_kv)
+            token = client.token
+            call = self._open(create)
+            if call is None:
+                return
+            try:
+                for resp in call:
+                    if client._auth_refused_watch(resp) and not relogged:
+                        relogged = True
+                        client._login(token)
+                        break
+                    resp = client.namespace.watch_response(resp)
+                    events, next_rev = rq.watch_step(resp, next_rev)
+                    if resp.created:
+                        relogged = False
+                        if not confirmed:
+                            confirmed = True
+                            yield None
+                    if events:
+                        yield events
+            except grpc.RpcError as e:
+                if self._cancelled:
+                    return
+                if client._may_login_again(e) and not relogged:
+                    relogged = True
+                    client._login(token)
+                    continue
+                if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
+                    raise from_rpc_error(e) from None
+                client._conn.rotate()
+                time.sleep(0.1)
+            finally:
+                with self._lock:
+                    if self._done is not None:
+                        self._done.set()
+                call.cancel()
+            if self._cancelled:
+                return
 
 
 class Client:
@@ -123,7 +279,8 @@ class Client:
     certificate, for servers with ``--client-cert-auth``); each a PEM file's
     path or its bytes. Auth: with ``user`` and ``password`` the client logs in
     on its first call and sends the token with every call, logging in again
-    (once per call) when the server says the token is no longer valid.
+    (once per call, and when a watch stream is refused) when the server says
+    the token is no longer valid, as clientv3 does.
     Namespace: ``namespace="/tenant-a/"`` puts every key under that prefix and
     takes it off every key answered (see :mod:`.namespace`).
     """
@@ -140,74 +297,58 @@ class Client:
         password: str | None = None,
         namespace: bytes | str = b"",
     ):
-        tls = ca_cert is not None or cert is not None
         self.namespace = Namespace(namespace)
-        self.endpoints, tls = rq.parse_endpoints(endpoints, tls)
+        self._conn: Connection[grpc.Channel] = Connection(
+            endpoints,
+            timeout,
+            _open_channel,
+            ca_cert=ca_cert,
+            cert=cert,
+            key=key,
+            user=user,
+            password=password,
+        )
+        self.endpoints = self._conn.endpoints
         self.timeout = timeout
-        self._credentials = rq.channel_credentials(ca_cert, cert, key) if tls else None
-        if (user is None) != (password is None):
-            raise ValueError("user and password go together")
-        self._auth = (user, password) if user is not None else None
-        self._token: str | None = None
-        self._logged_in = False
-        self._current = 0
-        self._channels: dict[str, grpc.Channel] = {}
-        self._closed = False
-        self._lock = threading.Lock()
         self._auth_lock = threading.Lock()
 
     # -- plumbing ------------------------------------------------------------------
-    def _channel_to(self, target: str) -> grpc.Channel:
-        with self._lock:
-            if self._closed:
-                raise ValueError("the client is closed")
-            ch = self._channels.get(target)
-            if ch is None:
-                if self._credentials is not None:
-                    ch = grpc.secure_channel(target, self._credentials)
-                else:
-                    ch = grpc.insecure_channel(target)
-                if self._auth is not None:
-                    ch = grpc.intercept_channel(ch, _TokenInterceptor(lambda: self._token))
-                self._channels[target] = ch
-            return ch
-
     def _channel(self) -> grpc.Channel:
-        if self._auth is not None and not self._logged_in:
+        if self._conn.needs_login:
             self._login(None)
-        return self._channel_to(self.endpoints[self._current])
-
-    def _next_endpoint(self) -> None:
-        with self._lock:
-            self._current = (self._current + 1) % len(self.endpoints)
+        return self._conn.channel_to(self._conn.current())
 
     def _login(self, rejected: str | None) -> None:
         """Authenticate (unless another thread already replaced the token the
         server ``rejected``)."""
-        assert self._auth is not None
+        conn = self._conn
         with self._auth_lock:
-            if self._logged_in and self._token != rejected:
+            if not conn.login_needed_after(rejected):
                 return
-            user, password = self._auth
-            req = rpc_pb2.AuthenticateRequest(name=user, password=password)
+            req = conn.authenticate_request()
             last: grpc.RpcError | None = None
-            for _ in range(len(self.endpoints)):
-                ch = self._channel_to(self.endpoints[self._current])
+            for target in conn.login_targets():
+                stub = rpc_pb2_grpc.AuthStub(conn.channel_to(target))
                 try:
-                    r = rpc_pb2_grpc.AuthStub(ch).Authenticate(req, timeout=self.timeout)
-                    self._token = r.token
-                    self._logged_in = True
-                    return
+                    r = stub.Authenticate(req, timeout=self.timeout)
                 except grpc.RpcError as e:
-                    if rq.is_auth_not_enabled(e):
-                        self._token, self._logged_in = None, True
-                        return
                     last = e
-                    if not may_retry_elsewhere(e, True):
+                    step = conn.login_failed(e)
+                    if step is Next.DONE:
+                        return
+                    if step is Next.RAISE:
                         break
-                    self._next_endpoint()
+                    continue
+                conn.logged_in_as(r.token)
+                return
             assert last is not None
             raise from_rpc_error(last) from None
+
+    def _may_login_again(self, e: grpc.RpcError) -> bool:
+        return self._conn.auth is not None and rq.is_invalid_token(e)
+
+    def _auth_refused_watch(self, resp: rpc_pb2.WatchResponse) -> bool:
+        return self._conn.auth is not None and rq.is_auth_refused_watch(resp)
 
     def _call(
         self, fn: Callable[[grpc.Channel], T], idempotent: bool, endpoint: str | None = None
@@ -215,46 +356,34 @@ class Client:
         """``fn`` on the current endpoint, then on the next ones while it may
         be retried there; only on ``endpoint`` when given. A rejected auth token
         is renewed and the call retried once."""
-        tries = 0
-        renewed = False
+        attempt = self._conn.attempt(idempotent, endpoint)
         while True:
-            ch = self._channel()
-            if endpoint is not None:
-                ch = self._channel_to(normalize_endpoint(endpoint))
-            token = self._token
+            if self._conn.needs_login:
+                self._login(None)
+            ch = self._conn.channel_to(attempt.target())
             try:
                 return fn(ch)
             except grpc.RpcError as e:
-                if self._auth is not None and not renewed and rq.is_invalid_token(e):
-                    renewed = True
-                    self._login(token)
-                    continue
-                tries += 1
-                if (
-                    endpoint is not None
-                    or tries >= len(self.endpoints)
-                    or not may_retry_elsewhere(e, idempotent)
-                ):
+                step = attempt.failed(e)
+                if step is Next.LOGIN:
+                    self._login(attempt.token)
+                elif step is Next.RAISE:
                     raise from_rpc_error(e) from None
-                self._next_endpoint()
 
     @property
     def token(self) -> str | None:
         """The auth token calls carry (None before logging in or without auth)."""
-        return self._token
+        return self._conn.token
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called (calls then raise ValueError)."""
-        return self._closed
+        return self._conn.closed
 
     def close(self) -> None:
         """Close every connection; the client cannot be used afterwards."""
-        with self._lock:
-            self._closed = True
-            for ch in self._channels.values():
-                ch.close()
-            self._channels.clear()
+        for ch in self._conn.close():
+            ch.close()
 
     def __enter__(self) -> Client:
         return self
@@ -284,7 +413,7 @@ class Client:
         )
         return rq.delete_result(self.namespace.delete_response(r))
 
-    def txn(self) -> rq.TxnBuilder:
+    def txn(self) -> rq.TxnBuilder[TxnResult]:
         """``client.txn().if_(...).then(...).else_(...).commit()``."""
 
         def commit(req: rpc_pb2.TxnRequest) -> TxnResult:
@@ -308,56 +437,12 @@ class Client:
         range_end: rq.Bytesish | None = None,
         start_revision: int = 0,
         prev_kv: bool = False,
-    ) -> Generator[list[Event], None, None]:
-        """Batches of events, forever. The watch exists when this returns (a
-        write made after it is seen). A broken stream is reopened (on the next
-        endpoint) from the revision after the last one seen, so no event is lost
-        or repeated. Raises :class:`CompactedError` when that revision is gone.
-        Close the generator (or break out of the loop) to stop watching."""
-        gen = self._watch(key, prefix, range_end, start_revision, prev_kv)
-        next(gen)  # runs until the server confirmed the watch
-        return gen  # type: ignore[return-value]
-
-    def _watch(
-        self,
-        key: rq.Bytesish,
-        prefix: bool,
-        range_end: rq.Bytesish | None,
-        start_revision: int,
-        prev_kv: bool,
-    ) -> Generator[list[Event] | None, None, None]:
+    ) -> Watch:
+        """Batches of events, forever: see :class:`Watch`. The watch exists when
+        this returns (a write made after it is seen). Cancel it (from any
+        thread), close it or break out of the loop to stop watching."""
         k, end = self.namespace.watch(*rq.key_range(key, prefix, range_end))
-        confirmed = False
-        next_rev = start_revision
-        while True:
-            done = threading.Event()
-            create = rpc_pb2.WatchRequest(
-                create_request=rpc_pb2.WatchCreateRequest(
-                    key=k, range_end=end, start_revision=next_rev, prev_kv=prev_kv
-                )
-            )
-
-            def requests(create: rpc_pb2.WatchRequest = create, done: threading.Event = done):
-                yield create
-                done.wait()
-
-            call = rpc_pb2_grpc.WatchStub(self._channel()).Watch(requests())
-            try:
-                for resp in call:
-                    events, next_rev = rq.watch_step(self.namespace.watch_response(resp), next_rev)
-                    if resp.created and not confirmed:
-                        confirmed = True
-                        yield None
-                    if events:
-                        yield events
-            except grpc.RpcError as e:
-                if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
-                    raise from_rpc_error(e) from None
-                self._next_endpoint()
-                time.sleep(0.1)
-            finally:
-                done.set()
-                call.cancel()
+        return Watch(self, k, end, start_revision, prev_kv)
 
     # -- leases --------------------------------------------------------------------
     def lease_grant(self, ttl: int, lease_id: int = 0) -> Lease:
@@ -394,39 +479,62 @@ class Client:
         return self._call(once, True)
 
     @contextlib.contextmanager
-    def lease(self, ttl: int) -> Iterator[Lease]:
-        """A lease kept alive (every ttl/3 s) while the block runs, then revoked."""
-        lease = self.lease_grant(ttl)
-        keep = _KeepAlive(self, lease.id, ttl)
+    def lease(self, ttl: int, on_lost: LostCallback | None = None) -> Iterator[KeptLease]:
+        """A lease kept alive (renewed every ttl/3 s) while the block runs, then
+        revoked. Its ``lost`` event is set, and ``on_lost(lease)`` called, when
+        the lease is lost meanwhile; the block then ends with
+        :class:`LeaseLostError` (unless it raised something else)."""
+        kept = KeptLease(self, self.lease_grant(ttl), on_lost)
+        failed = True
         try:
-            yield lease
+            yield kept
+            failed = False
         finally:
-            keep.stop()
+            kept.stop()
             with contextlib.suppress(EtcdError):
-                self.lease_revoke(lease.id)
+                self.lease_revoke(kept.id)
+        if kept.lost.is_set() and not failed:
+            raise LeaseLostError(kept.id)
 
     # -- locks ---------------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self, name: rq.Bytesish, ttl: int = 60) -> Iterator[bytes]:
+    def lock(
+        self,
+        name: rq.Bytesish,
+        ttl: int = 60,
+        *,
+        timeout: float | None = None,
+        on_lost: LostCallback | None = None,
+    ) -> Iterator[bytes]:
         """Hold the distributed lock ``name`` while the block runs; yields the
-        lock key. The lock is bound to a lease kept alive meanwhile, so a crashed
-        holder releases it within ``ttl`` seconds."""
-        with self.lease(ttl) as lease:
+        lock key. Waits at most ``timeout`` seconds for it (None: as long as it
+        takes), then raises :class:`DeadlineExceededError` and withdraws. The
+        lock is bound to a lease kept alive meanwhile, so a crashed holder
+        releases it within ``ttl`` seconds; should this holder's lease be lost,
+        ``on_lost`` is called and the block ends with :class:`LeaseLostError`."""
+        with self.lease(ttl, on_lost) as lease:
             req = v3lock_pb2.LockRequest(name=self.namespace.key(rq.to_bytes(name)), lease=lease.id)
-            r = self._call(lambda ch: v3lock_pb2_grpc.LockStub(ch).Lock(req), False)
+            r = self._call(
+                lambda ch: v3lock_pb2_grpc.LockStub(ch).Lock(req, timeout=timeout), False
+            )
             try:
                 yield self.namespace.strip_key(r.key)
             finally:
                 unlock = v3lock_pb2.UnlockRequest(key=r.key)
-                self._call(
-                    lambda ch: v3lock_pb2_grpc.LockStub(ch).Unlock(unlock, timeout=self.timeout),
-                    False,
-                )
+                with contextlib.suppress(EtcdError):
+                    self._call(
+                        lambda ch: v3lock_pb2_grpc.LockStub(ch).Unlock(
+                            unlock, timeout=self.timeout
+                        ),
+                        False,
+                    )
 
     # -- elections -----------------------------------------------------------------
-    def election(self, name: rq.Bytesish, ttl: int = 60) -> Election:
+    def election(
+        self, name: rq.Bytesish, ttl: int = 60, on_lost: LostCallback | None = None
+    ) -> Election:
         """A campaigner in the election ``name``: see :class:`Election`."""
-        return Election(self, name, ttl)
+        return Election(self, name, ttl, on_lost)
 
     # -- cluster -------------------------------------------------------------------
     def member_list(self) -> list[Member]:
@@ -480,13 +588,15 @@ class Client:
             endpoint,
         )
 
+    def _alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
+        return self._call(
+            lambda ch: rpc_pb2_grpc.MaintenanceStub(ch).Alarm(req, timeout=self.timeout),
+            req.action == rpc_pb2.AlarmRequest.GET,
+        )
+
     def alarm_list(self) -> list[Alarm]:
         """The alarms raised on any member."""
-        req = rq.alarm_get_request()
-        r = self._call(
-            lambda ch: rpc_pb2_grpc.MaintenanceStub(ch).Alarm(req, timeout=self.timeout), True
-        )
-        return rq.alarms(r)
+        return rq.alarms(self._alarm(rq.alarm_get_request()))
 
     def alarm_disarm(
         self, member_id: int | None = None, alarm: rq.AlarmType | None = None
@@ -495,13 +605,7 @@ class Client:
         any); returns the alarms cleared."""
         cleared = rq.alarms_matching(self.alarm_list(), member_id, alarm)
         for a in cleared:
-            req = rq.alarm_disarm_request(a)
-            self._call(
-                lambda ch, req=req: rpc_pb2_grpc.MaintenanceStub(ch).Alarm(
-                    req, timeout=self.timeout
-                ),
-                False,
-            )
+            self._alarm(rq.alarm_disarm_request(a))
         return cleared
 
     def defragment(self, endpoint: str | None = None, timeout: float | None = None) -> None:
@@ -570,20 +674,34 @@ class Election:
     ``ttl`` seconds kept alive meanwhile (a crashed leader loses leadership
     within ``ttl``); ``resign()`` gives leadership up and revokes the lease.
     ``leader()`` and ``observe()`` work without campaigning. As a context
-    manager it resigns on exit.
+    manager it resigns on exit. Should the lease be lost while leading (no
+    renewal got through in time), ``lost`` turns True and ``on_lost`` is
+    called with the lease: leadership may have passed to another campaigner.
     """
 
-    def __init__(self, client: Client, name: rq.Bytesish, ttl: int = 60) -> None:
+    def __init__(
+        self,
+        client: Client,
+        name: rq.Bytesish,
+        ttl: int = 60,
+        on_lost: LostCallback | None = None,
+    ) -> None:
         self.client = client
         self.name = rq.to_bytes(name)
         self.ttl = ttl
         self._key: LeaderKey | None = None
-        self._keep: _KeepAlive | None = None
+        self._on_lost = on_lost
+        self._keep: KeptLease | None = None
 
     @property
     def key(self) -> LeaderKey | None:
         """This campaigner's leadership, while it leads."""
         return self._key
+
+    @property
+    def lost(self) -> bool:
+        """Whether the lease of the leadership won was lost since."""
+        return self._keep is not None and self._keep.lost.is_set()
 
     def campaign(self, value: rq.Bytesish, timeout: float | None = None) -> LeaderKey:
         """Become leader with ``value``: blocks until every earlier candidate
@@ -593,7 +711,7 @@ class Election:
             self.proclaim(value)
             return self._key
         lease = self.client.lease_grant(self.ttl)
-        keep = _KeepAlive(self.client, lease.id, self.ttl)
+        keep = KeptLease(self.client, lease, self._on_lost)
         ns = self.client.namespace
         req = rq.campaign_request(ns.key(self.name), lease.id, value)
         try:

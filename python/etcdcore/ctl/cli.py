@@ -87,8 +87,8 @@ class Parser(argparse.ArgumentParser):
         raise CtlError(EXIT_ERROR, message)
 
 
-def _global_parser(suppress: bool) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def _global_parser(suppress: bool) -> Parser:
+    p = Parser(add_help=False)
     for name, kind, _default, help in GLOBAL_FLAGS:
         flags = [f"--{name}"] + ([_SHORT[name]] if name in _SHORT else [])
         kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help}
@@ -140,7 +140,11 @@ Handler = Callable[[Context, argparse.Namespace], "int | None"]
 class Commands:
     """Registers commands; every command parser also takes the global flags."""
 
-    def __init__(self, sub: argparse._SubParsersAction, globals_: argparse.ArgumentParser) -> None:
+    def __init__(
+        self,
+        sub: argparse._SubParsersAction[Parser],
+        globals_: Parser,
+    ) -> None:
         self._sub = sub
         self._globals = globals_
 

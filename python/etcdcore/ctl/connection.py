@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+from etcdcore.client.requests import is_invalid_token
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdcore.proto.v3election import v3election_pb2_grpc
 from etcdcore.proto.v3lock import v3lock_pb2_grpc
@@ -53,7 +54,8 @@ class Security:
                 certificate_chain=_read(self.cert),
             )
         except OSError as e:
-            raise CtlError(EXIT_BAD_ARGS, f"open {e.filename}: {e.strerror.lower()}") from e
+            reason = (e.strerror or str(e)).lower()
+            raise CtlError(EXIT_BAD_ARGS, f"open {e.filename}: {reason}") from e
 
 
 def _read(path: str) -> bytes | None:
@@ -163,15 +165,27 @@ class Connection:
 
     def call(self, service: str, method: str, request: Any, timeout: float | None = None) -> Any:
         """One unary RPC within the command timeout, moving on to the next
-        endpoint while the current one cannot be reached."""
-        md = self.metadata()
+        endpoint while the current one cannot be reached. A token the server no
+        longer accepts (expired, or older than the last change to users and
+        roles) is replaced by logging in again, once, as etcdctl does."""
         deadline = self.command_timeout if timeout is None else timeout
-        try:
+
+        def once() -> Any:
+            md = self.metadata()
             return self._failover(
                 lambda ch: getattr(_STUBS[service](ch), method)(
                     request, timeout=deadline, metadata=md
                 )
             )
+
+        try:
+            return once()
+        except grpc.RpcError as e:
+            if not self.user or not is_invalid_token(e):
+                raise rpc_error(e) from e
+        self.forget_token()
+        try:
+            return once()
         except grpc.RpcError as e:
             raise rpc_error(e) from e
 
@@ -180,7 +194,15 @@ class Connection:
     ) -> Iterator[Any]:
         """A server- or bidi-streaming RPC on the current endpoint."""
         fn = getattr(self.stub(service), method)
-        return fn(request, timeout=timeout, metadata=self.metadata())
+        responses: Iterator[Any] = fn(request, timeout=timeout, metadata=self.metadata())
+        return responses
+
+    def forget_token(self) -> None:
+        """The server refused the token: log in again on the next call."""
+        self._token = ""
+
+    def next_endpoint(self) -> None:
+        self._current = (self._current + 1) % len(self.endpoints)
 
     def _failover(self, fn: Callable[[grpc.Channel], Any]) -> Any:
         last: grpc.RpcError | None = None

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -238,7 +238,7 @@ class Gateway:
     async def not_found(self, request: web.Request) -> web.Response:
         return plain_error(404, "Not Found")
 
-    def _handler(self, route: Route):  # noqa: ANN202
+    def _handler(self, route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             if request.method != "POST":
                 return plain_error(405, "Method Not Allowed")
@@ -325,13 +325,13 @@ class Gateway:
                     response_deserializer=route.response.FromString,
                 )(requests(), metadata=metadata_of(request) or None, timeout=timeout_of(request))
                 return await _forward_stream(request, call)
-            call = self.loopback.channel.stream_unary(
+            unary = self.loopback.channel.stream_unary(
                 route.method,
                 request_serializer=route.request.SerializeToString,
                 response_deserializer=route.response.FromString,
             )(requests(), metadata=metadata_of(request) or None, timeout=timeout_of(request))
             try:
-                resp = await call
+                resp = await unary
             except grpc.aio.AioRpcError as e:
                 return error_response(*rpc_error(e))
             return json_response(jsonpb.encode(resp))

@@ -175,7 +175,9 @@ class Health:
             return str(e)
         return "not supported for learner" if learner else None
 
-    def _checks_handler(self, kind: str, checks: dict[str, Check], only: str | None):  # noqa: ANN202
+    def _checks_handler(
+        self, kind: str, checks: dict[str, Check], only: str | None
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
         path = f"/{kind}" + (f"/{only}" if only else "")
 
         async def handle(request: web.Request) -> web.Response:

@@ -146,8 +146,18 @@ FLAGS: tuple[Flag, ...] = (
     _f("initial-election-tick-advance", "true", BOOL, INFO),
     _f("quota-backend-bytes", "0", INT, help="Backend size quota (0 = 2 GiB, <0 = none)."),
     _f("backend-bbolt-freelist-type", "map", STR, INFO),
-    _f("backend-batch-interval", "0s", DURATION, INFO),
-    _f("backend-batch-limit", "0", INT, INFO),
+    _f(
+        "backend-batch-interval",
+        "0s",
+        DURATION,
+        help="Longest time before a backend commit is made durable (0 = 100ms).",
+    ),
+    _f(
+        "backend-batch-limit",
+        "0",
+        INT,
+        help="Most applied entries before a backend commit is made durable (0 = 10000).",
+    ),
     _f("max-txn-ops", "128", UINT, help="Maximum operations in one txn."),
     _f("max-request-bytes", "1572864", UINT, help="Maximum client request size in bytes."),
     _f(
@@ -203,7 +213,7 @@ FLAGS: tuple[Flag, ...] = (
     _f("client-cert-file", use=INFO),
     _f("client-key-file", use=INFO),
     _f("client-cert-auth", "false", BOOL),
-    _f("client-crl-file", use=INFO),
+    _f("client-crl-file"),
     _f("client-cert-allowed-hostname", use=INFO),
     _f("trusted-ca-file"),
     _f("auto-tls", "false", BOOL),
@@ -215,7 +225,7 @@ FLAGS: tuple[Flag, ...] = (
     _f("peer-trusted-ca-file"),
     _f("peer-auto-tls", "false", BOOL),
     _f("self-signed-cert-validity", "1", UINT),
-    _f("peer-crl-file", use=INFO),
+    _f("peer-crl-file"),
     _f("peer-cert-allowed-cn", use=INFO),
     _f("peer-cert-allowed-hostname", use=INFO),
     _f("cipher-suites"),
@@ -250,7 +260,7 @@ FLAGS: tuple[Flag, ...] = (
     _f("auth-token-ttl", "300", UINT),
     _f("enable-grpc-gateway", "true", BOOL, INFO),
     # experimental
-    _f("experimental-initial-corrupt-check", "false", BOOL, WARN),
+    _f("experimental-initial-corrupt-check", "false", BOOL),
     _f("experimental-corrupt-check-time", "0s", DURATION, WARN),
     _f("experimental-enable-lease-checkpoint", "false", BOOL, WARN),
     _f("experimental-compaction-batch-limit", "1000", INT, WARN),
@@ -314,6 +324,8 @@ class TlsFiles:
     trusted_ca_file: str = ""
     client_cert_auth: bool = False
     auto_tls: bool = False
+    #: Certificate revocation list: client certificates it lists are refused.
+    crl_file: str = ""
 
     def empty(self) -> bool:
         """etcd's TLSInfo.Empty: no certificate to serve with."""
@@ -367,6 +379,12 @@ class ServerConfig:
     notices: list[Notice] = field(default_factory=list)
     #: HTTP/2 streams one client connection may have open at once (etcd 3.5.2+).
     max_concurrent_streams: int = MAX_UINT32
+    #: --experimental-initial-corrupt-check: compare hashes with the peers at start.
+    initial_corrupt_check: bool = False
+    #: --backend-batch-interval in seconds and --backend-batch-limit (0: etcd's
+    #: defaults, 100ms and 10000).
+    backend_batch_interval: float = 0.0
+    backend_batch_limit: int = 0
 
     # -- parsing -----------------------------------------------------------------------
     @classmethod
@@ -522,6 +540,7 @@ class ServerConfig:
             trusted_ca_file=get("trusted-ca-file"),
             client_cert_auth=_truthy(get("client-cert-auth")),
             auto_tls=_truthy(get("auto-tls")),
+            crl_file=get("client-crl-file"),
         )
         peer_tls = TlsFiles(
             cert_file=get("peer-cert-file"),
@@ -529,6 +548,7 @@ class ServerConfig:
             trusted_ca_file=get("peer-trusted-ca-file"),
             client_cert_auth=_truthy(get("peer-client-cert-auth")),
             auto_tls=_truthy(get("peer-auto-tls")),
+            crl_file=get("peer-crl-file"),
         )
         check_tls_urls(listen_client, client_tls, "--cert-file, --key-file", "client")
         check_tls_urls(listen_peer, peer_tls, "--peer-cert-file, --peer-key-file", "peer")
@@ -571,6 +591,9 @@ class ServerConfig:
             max_request_bytes=_uint(get("max-request-bytes"), "max-request-bytes"),
             max_txn_ops=_uint(get("max-txn-ops"), "max-txn-ops"),
             max_concurrent_streams=_uint32(get("max-concurrent-streams"), "max-concurrent-streams"),
+            initial_corrupt_check=_truthy(get("experimental-initial-corrupt-check")),
+            backend_batch_interval=max(0.0, go_duration_seconds(get("backend-batch-interval"))),
+            backend_batch_limit=max(0, parse_go_int(get("backend-batch-limit"), signed=True)),
             auto_compaction_mode=mode,
             auto_compaction_retention=retention,
             log_level=log_level,
@@ -602,6 +625,10 @@ class ServerConfig:
     def peer_listen_addresses(self) -> list[str]:
         """``host:port`` of each --listen-peer-urls entry ("localhost" -> 127.0.0.1)."""
         return [listen_address(u) for u in self.listen_peer_urls]
+
+    def backend_batch_interval_ms(self) -> int:
+        """--backend-batch-interval in whole milliseconds (0: the default)."""
+        return round(self.backend_batch_interval * 1000)
 
     def effective_quota_bytes(self) -> int:
         """The backend quota in bytes: etcd's default for 0, unlimited for negative."""
@@ -845,11 +872,11 @@ def load_config_file(path: str, notices: list[Notice]) -> dict[str, str]:
                     flag = FLAG_BY_NAME[prefix + str(sub)]
                     values[flag.name] = _yaml_value(flag, subraw, path)
             continue
-        flag = FLAG_BY_NAME.get(key)
-        if flag is None or key in ("config-file", "version"):
+        known = FLAG_BY_NAME.get(key)
+        if known is None or key in ("config-file", "version"):
             notices.append(Notice("warn", "ignoring unknown config file key", {"key": key}))
             continue
-        values[key] = _yaml_value(flag, raw, path)
+        values[key] = _yaml_value(known, raw, path)
     return values
 
 
@@ -1015,11 +1042,16 @@ def parse_compaction_retention(mode: str, retention: str) -> float:
         raise ConfigError(
             f'error parsing CompactionRetention: time: invalid duration "{retention}"'
         )
+    return go_duration_seconds(retention)
+
+
+def go_duration_seconds(text: str) -> float:
+    """A Go duration (already checked against ``_DURATION``) in seconds."""
     total = 0.0
     units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-    for number, unit in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)", retention):
+    for number, unit in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)", text):
         total += float(number) * units[unit]
-    return -total if retention.startswith("-") else total
+    return -total if text.startswith("-") else total
 
 
 def help_text() -> str:

@@ -19,15 +19,27 @@ LEVELS = {
     "panic": logging.CRITICAL,
     "fatal": logging.CRITICAL,
 }
-NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn"}
+NAMES = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warn",
+    logging.CRITICAL: "fatal",
+}
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, epoch_ts: bool = False) -> None:
+        super().__init__()
+        self.epoch_ts = epoch_ts
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "level": NAMES.get(record.levelno, "error"),
-            # etcd's zap writes RFC 3339 UTC with a "Z".
-            "ts": datetime.fromtimestamp(record.created, timezone.utc)
+            # etcd's server zap writes RFC 3339 UTC with a "Z"; its gateway
+            # keeps zap's default, seconds since the epoch.
+            "ts": record.created
+            if self.epoch_ts
+            else datetime.fromtimestamp(record.created, timezone.utc)
             .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
             "caller": f"{short_caller(record.pathname)}:{record.lineno}",
@@ -48,7 +60,9 @@ def short_caller(path: str) -> str:
     return f"{parent}/{name}" if parent else name
 
 
-def configure_logging(level: str = "info", outputs: Sequence[str] = ("default",)) -> None:
+def configure_logging(
+    level: str = "info", outputs: Sequence[str] = ("default",), epoch_ts: bool = False
+) -> None:
     """etcd-style JSON lines ("level", "ts", "caller", "msg", fields...) on each of
     ``--log-outputs``: default/stderr, stdout, or a file path (appended to)."""
     root = logging.getLogger()
@@ -62,7 +76,7 @@ def configure_logging(level: str = "info", outputs: Sequence[str] = ("default",)
             handlers.append(logging.StreamHandler(sys.stdout))
         else:
             handlers.append(logging.FileHandler(out, encoding="utf-8"))
-    formatter = JsonFormatter()
+    formatter = JsonFormatter(epoch_ts)
     for handler in handlers:
         handler.setFormatter(formatter)
     root.handlers[:] = handlers

@@ -31,6 +31,7 @@ from etcdcore.server.config import (
     help_text,
     parse_compaction_retention,
 )
+from etcdcore.server.corrupt_check import DataInconsistency, check_initial_hash
 from etcdcore.server.logs import LEVELS, configure_logging
 from etcdcore.server.tls import client_credentials, core_tls
 from etcdcore.server.tls import resolve as resolve_tls
@@ -46,6 +47,11 @@ from etcdcore.services.maintenance import MaintenanceService
 from etcdcore.services.watch_hub import GRPC_OVERHEAD_BYTES, WatchHub
 
 log = logging.getLogger("etcdcore.server")
+
+#: The cluster version etcd 3.5 logs (major.minor of the version spoken).
+CLUSTER_VERSION = ".".join(ETCD_VERSION.split(".")[:2])
+#: How long a proposal may take (etcd's request timeout), as etcd logs it.
+PUBLISH_TIMEOUT = "7s"
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
@@ -79,13 +85,15 @@ def core_config(
         peer_listen=cfg.peer_listen_addresses(),
         peer_urls=cfg.initial_advertise_peer_urls,
         initial_cluster=cfg.initial_cluster,
-        initial_cluster_state=cfg.initial_cluster_state,
+        initial_cluster_state="existing" if cfg.initial_cluster_state == "existing" else "new",
         cluster_token=cfg.initial_cluster_token,
         snapshot_count=cfg.snapshot_count,
         max_request_bytes=cfg.max_request_bytes,
         max_txn_ops=cfg.max_txn_ops,
         max_concurrent_streams=cfg.max_concurrent_streams,
         quota_backend_bytes=cfg.effective_quota_bytes(),
+        backend_batch_interval_ms=cfg.backend_batch_interval_ms(),
+        backend_batch_limit=cfg.backend_batch_limit,
         heartbeat_ms=cfg.heartbeat_interval,
         election_ms=cfg.election_timeout,
         client_tls=core_tls(cfg.client_tls, cfg) if cfg.client_tls_enabled() else None,
@@ -166,7 +174,18 @@ async def serve(
         received.append("removed")
         stop.set()
 
+    def on_failed(reason: str) -> None:
+        # etcd logs a fatal line and exits: a member that can no longer make
+        # its state durable must not go on answering.
+        log.error("the member stopped after a failure", extra=_fields(error=reason))
+        received.append("failure")
+        stop.set()
+
     bridge.on_removed(on_removed)
+    # Registered before the bridge is attached: publish may finish at once.
+    published = asyncio.Event()
+    bridge.on_published(published.set)
+    bridge.on_failed(on_failed)
     if handle_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
@@ -187,18 +206,7 @@ async def serve(
     )
     http.metrics.watcher_count = watch_hub.watcher_count
     await http.start()
-    log.info("ready to serve client requests")
-    traffic = "grpc+http" if client_port_socket else "grpc"
-    for addr in cfg.client_listen_addresses():
-        if cfg.client_tls_enabled():
-            log.info(
-                "serving client traffic securely", extra=_fields(traffic=traffic, address=addr)
-            )
-        else:
-            log.info(
-                "serving client traffic insecurely; this is strongly discouraged!",
-                extra=_fields(traffic=traffic, address=addr),
-            )
+    announce = asyncio.ensure_future(_log_when_published(published, core, cfg))
     if on_ready is not None:
         on_ready()
     try:
@@ -207,6 +215,7 @@ async def serve(
             "received signal; shutting down",
             extra=_fields(signal=received[0] if received else "?"),
         )
+        announce.cancel()
         await http.stop()
         if compaction is not None:
             compaction.cancel()
@@ -221,6 +230,53 @@ async def serve(
                 loop.remove_signal_handler(sig)
 
 
+async def _log_when_published(published: asyncio.Event, core: Core, cfg: ServerConfig) -> None:
+    await published.wait()
+    log_ready(core, cfg)
+
+
+def log_ready(core: Core, cfg: ServerConfig) -> None:
+    """What etcd 3.5 logs once its publish is applied (its ReadyNotify): the
+    published member, the cluster version and its capabilities, then that
+    clients are served. Operators and wrappers wait for these lines."""
+    cluster_id, member_id, _, _ = core.header()
+    member, cluster = f"{member_id:x}", f"{cluster_id:x}"
+    log.info(
+        "published local member to cluster through raft",
+        extra=_fields(
+            **{
+                "local-member-id": member,
+                "local-member-attributes": (
+                    f"{{Name:{cfg.name} ClientURLs:[{' '.join(cfg.advertise_client_urls)}]}}"
+                ),
+                "request-path": f"/0/members/{member}/attributes",
+                "cluster-id": cluster,
+                "publish-timeout": PUBLISH_TIMEOUT,
+            }
+        ),
+    )
+    # Every etcdcore member runs the same version, so the cluster's is known
+    # as soon as the member is part of it.
+    log.info(
+        "set initial cluster version",
+        extra=_fields(
+            **{"cluster-id": cluster, "local-member-id": member, "cluster-version": CLUSTER_VERSION}
+        ),
+    )
+    log.info(
+        "enabled capabilities for version", extra=_fields(**{"cluster-version": CLUSTER_VERSION})
+    )
+    log.info("ready to serve client requests")
+    for addr in cfg.client_listen_addresses():
+        if cfg.client_tls_enabled():
+            log.info("serving client traffic securely", extra=_fields(address=addr))
+        else:
+            log.info(
+                "serving client traffic insecurely; this is strongly discouraged!",
+                extra=_fields(address=addr),
+            )
+
+
 def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """Parse, start, serve, stop; returns the exit code."""
     if argv and argv[0] == "grpc-proxy":
@@ -228,6 +284,10 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         from etcdcore.grpcproxy.main import run as run_grpc_proxy
 
         return run_grpc_proxy(argv[1:])
+    if argv and argv[0] == "gateway":
+        from etcdcore.gateway import main as gateway_main
+
+        return gateway_main(argv[1:])
     try:
         cfg = ServerConfig.from_args(argv, environ)
     except HelpRequested:
@@ -304,6 +364,7 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
 
 def _run_core(cfg: ServerConfig, jwt: JwtTokens | None, client_port_socket: str | None) -> int:
     """Start the core, serve until told to stop, stop it; the exit code."""
+    initialized = member_initialized(cfg.data_dir)
     core = Core(core_config(cfg, jwt, client_port_socket))
     try:
         core.start()
@@ -312,6 +373,17 @@ def _run_core(cfg: ServerConfig, jwt: JwtTokens | None, client_port_socket: str 
         log.error("failed to start", extra=_fields(error=message))
         _stop_quietly(core)
         return 1
+    # etcd checks a member that has data; a new one has nothing to compare.
+    if cfg.initial_corrupt_check and initialized:
+        credentials = client_credentials(cfg.client_tls) if cfg.client_tls_enabled() else None
+        try:
+            asyncio.run(check_initial_hash(core, cfg.election_timeout, credentials))
+        except DataInconsistency as e:
+            log.error("checkInitialHashKV failed", extra=_fields(error=str(e)))
+            # etcd 3.5 reports every start-up failure under this message.
+            log.critical("discovery failed", extra=_fields(error=str(e)))
+            _stop_quietly(core)
+            return 1
     cluster_id, member_id, _, _ = core.header()
     log.info(
         "started etcdcore member",
@@ -335,6 +407,8 @@ def _run_core(cfg: ServerConfig, jwt: JwtTokens | None, client_port_socket: str 
     finally:
         log.info("stopping server", extra=_fields(**{"local-member-id": f"{member_id:x}"}))
         _stop_quietly(core)
+    if core.failure() is not None:
+        code = 1
     log.info("stopped server", extra=_fields(**{"local-member-id": f"{member_id:x}"}))
     return code
 

@@ -14,7 +14,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from etcdcore._core import TlsConfig
 
@@ -63,7 +63,7 @@ def self_signed(directory: Path, hosts: list[str], validity_years: int) -> tuple
         )
         .add_extension(
             x509.ExtendedKeyUsage(
-                [x509.ExtendedKeyUsageOID.SERVER_AUTH, x509.ExtendedKeyUsageOID.CLIENT_AUTH]
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
             ),
             critical=False,
         )
@@ -113,6 +113,7 @@ def core_tls(files: TlsFiles, cfg: ServerConfig) -> TlsConfig:
         client_cert_auth=files.client_cert_auth,
         cipher_suites=cfg.cipher_suites,
         min_version=cfg.tls_min_version,
+        crl_file=files.crl_file,
     )
 
 

@@ -20,6 +20,7 @@ import asyncio
 import secrets
 import string
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import bcrypt
 
@@ -29,6 +30,16 @@ from etcdcore.proto.authpb import auth_pb2
 from etcdcore.proto.etcdcore import internal_pb2
 from etcdcore.proto.etcdserverpb import rpc_pb2
 from etcdcore.services.header import fill_header
+
+
+class _Response(Protocol):
+    """An Auth response: a message with a header."""
+
+    @property
+    def header(self) -> rpc_pb2.ResponseHeader: ...
+
+    def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...  # noqa: N802
+
 
 SERVICE = "/etcdserverpb.Auth/"
 
@@ -87,9 +98,9 @@ class AuthService:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.core.auth_propose, request.SerializeToString())
 
-    def _answer(self, resp: object) -> bytes:
-        fill_header(self.core, resp.header)  # type: ignore[attr-defined]
-        return resp.SerializeToString()  # type: ignore[attr-defined]
+    def _answer(self, resp: _Response) -> bytes:
+        fill_header(self.core, resp.header)
+        return resp.SerializeToString()
 
     async def _hash(self, password: str) -> str:
         salt = bcrypt.gensalt(self.bcrypt_cost)
@@ -198,7 +209,12 @@ class AuthService:
         if perms is None:
             raise EtcdError(FAILED_PRECONDITION, ERR_ROLE_NOT_FOUND)
         resp = rpc_pb2.AuthRoleGetResponse(
-            perm=[auth_pb2.Permission(permType=t, key=k, range_end=e) for t, k, e in perms]
+            perm=[
+                auth_pb2.Permission(
+                    permType=auth_pb2.Permission.Type.ValueType(t), key=k, range_end=e
+                )
+                for t, k, e in perms
+            ]
         )
         return self._answer(resp)
 

@@ -35,7 +35,10 @@ class LeaderClient:
         self._credentials = credentials
         self._target: str | None = None
         self._channel: grpc.aio.Channel | None = None
-        self._keepalive: grpc.aio.StreamStreamCall | None = None
+        self._keepalive: (
+            grpc.aio.StreamStreamCall[rpc_pb2.LeaseKeepAliveRequest, rpc_pb2.LeaseKeepAliveResponse]
+            | None
+        ) = None
         self._keepalive_lock = asyncio.Lock()
 
     def _leader_target(self) -> str:
@@ -45,7 +48,7 @@ class LeaderClient:
                 return grpc_target(clients[0])
         raise EtcdError(UNAVAILABLE, ERR_NO_LEADER)
 
-    async def _stub(self) -> rpc_pb2_grpc.LeaseStub:
+    async def _stub(self) -> rpc_pb2_grpc.LeaseAsyncStub:
         target = self._leader_target()
         if target != self._target or self._channel is None:
             await self.close()
@@ -69,16 +72,17 @@ class LeaderClient:
                 stub = await self._stub()
                 if self._keepalive is None:
                     self._keepalive = stub.LeaseKeepAlive()
+                keepalive = self._keepalive
                 try:
-                    await self._keepalive.write(rpc_pb2.LeaseKeepAliveRequest(ID=lease_id))
-                    resp = await asyncio.wait_for(self._keepalive.read(), FORWARD_TIMEOUT)
+                    await keepalive.write(rpc_pb2.LeaseKeepAliveRequest(ID=lease_id))
+                    resp = await asyncio.wait_for(keepalive.read(), FORWARD_TIMEOUT)
                 except (grpc.aio.AioRpcError, asyncio.TimeoutError) as e:
                     self._keepalive = None
                     if attempt == 2:
                         raise _etcd_error(e) from e
                     continue
-                if resp is grpc.aio.EOF:
-                    self._keepalive = None
+                if not isinstance(resp, rpc_pb2.LeaseKeepAliveResponse):
+                    self._keepalive = None  # the leader ended the stream
                     continue
                 return int(resp.TTL)
         raise EtcdError(UNAVAILABLE, ERR_NO_LEADER)

@@ -242,8 +242,8 @@ class Lessor:
         """Return once this member's lessor is primary (promoting it if the core
         already leads). While there is no leader, wait up to etcd's request
         timeout (5 s + 2 election timeouts) and then fail with "request timed
-        out"; when another member leads, fail with "not leader" (forwarding
-        renewals to the leader arrives with clustering)."""
+        out"; when another member leads, fail with "not leader" (the Lease
+        service then forwards the call to the leader, see ``LeaseService._renew``)."""
         waited = 0.0
         while not self._leader:
             if self.core.is_leader():

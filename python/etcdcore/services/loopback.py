@@ -3,13 +3,16 @@ member's own client listener (etcd's v3lock and v3election servers likewise
 run clientv3 against their own server).
 
 Going through the gRPC front door means these writes take exactly the path a
-client's do: validation, Raft, leases, and (later) auth.
+client's do: validation, auth (with the member's internal token, see
+``services/channels.py``), Raft and leases.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
 import grpc
 
@@ -18,6 +21,8 @@ from etcdcore.client.requests import prefix_end
 from etcdcore.proto.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdcore.proto.mvccpb import kv_pb2
 from etcdcore.services.channels import open_channel
+
+T = TypeVar("T")
 
 
 class LoopbackKV:
@@ -34,7 +39,7 @@ class LoopbackKV:
         self._token = token
         self._channel: grpc.aio.Channel | None = None
 
-    def _stubs(self) -> tuple[rpc_pb2_grpc.KVStub, rpc_pb2_grpc.WatchStub]:
+    def _stubs(self) -> tuple[rpc_pb2_grpc.KVAsyncStub, rpc_pb2_grpc.WatchAsyncStub]:
         if self._channel is None:
             self._channel = open_channel(self.target, self._credentials, self._token)
         return rpc_pb2_grpc.KVStub(self._channel), rpc_pb2_grpc.WatchStub(self._channel)
@@ -90,7 +95,9 @@ class LoopbackKV:
             if event.type == kv_pb2.Event.DELETE:
                 return
 
-    async def watch(self, key: bytes, range_end: bytes, start_revision: int):  # noqa: ANN201
+    async def watch(
+        self, key: bytes, range_end: bytes, start_revision: int
+    ) -> AsyncIterator[kv_pb2.Event]:
         """Events on ``key`` (..``range_end``) from ``start_revision`` on, until
         the caller stops iterating (which cancels the watch)."""
         queue: asyncio.Queue[rpc_pb2.WatchRequest] = asyncio.Queue()
@@ -102,7 +109,7 @@ class LoopbackKV:
             )
         )
 
-        async def requests():  # noqa: ANN202
+        async def requests() -> AsyncIterator[rpc_pb2.WatchRequest]:
             while True:
                 yield await queue.get()
 
@@ -121,7 +128,7 @@ class LoopbackKV:
                 await asyncio.sleep(0)
 
 
-async def _call(fut):  # noqa: ANN001, ANN202
+async def _call(fut: Awaitable[T]) -> T:
     try:
         return await fut
     except grpc.aio.AioRpcError as e:

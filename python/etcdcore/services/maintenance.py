@@ -6,21 +6,27 @@ against a running etcd 3.5.1):
 - ``Status``: ``errors`` holds "etcdserver: no leader" when there is none, then
   one ``"memberID:<id> alarm:<TYPE> "`` per raised alarm (gogoproto's compact
   text, trailing space included).
-- ``Alarm``: goes through Raft like etcd. GET lists the alarms of the asked type
-  (every member's; ``memberID`` is not a filter); ACTIVATE of NONE and
-  DEACTIVATE of member 0 / type NONE change nothing and answer no alarms.
-- ``Hash`` / ``HashKV``: the core's own hash (not bbolt's); header revision is
-  the store's current revision; ``compact_revision`` is -1 before the first
-  compaction. Compacted / future revisions fail with etcd's OutOfRange texts
-  (from the core).
-- ``Snapshot``: 32 KiB ``blob`` chunks with ``remaining_bytes`` counting down to
-  0, then one last message carrying the SHA-256 of everything sent; no
-  headers. ``etcdctl snapshot save`` requires ``size % 512 == 32``; the core's
-  snapshot blob is already padded and digested that way (``Core.snapshot``).
+- ``Alarm``: goes through Raft like etcd; the alarm store's rules (an alarm is
+  a (memberID, type) pair, member 0 included; GET filters by type only;
+  ACTIVATE of NONE and DEACTIVATE of an unraised pair change nothing) are the
+  core's (``rust/src/alarms.rs``). An unknown action, or ACTIVATE of an unknown
+  type, panics etcd 3.5.1's applier; here it is refused before it is proposed.
+- ``HashKV``: etcd 3.5's hash, bit for bit: the core computes etcd's CRC-32C
+  over the same bytes etcd's key bucket holds (``rust/src/mvcc/hash.rs``), so
+  the same history hashes alike on etcdcore and etcd
+  (``tests/integration/test_hashkv_parity.py`` checks it against etcd 3.5.1).
+  Header revision is the current revision; ``compact_revision`` is -1 before
+  the first compaction; a revision at or below it, or past the current one,
+  fails with etcd's OutOfRange texts (from the core).
+- ``Hash``: etcd hashes its whole bbolt file, which etcdcore does not have;
+  here it is the HashKV hash at the current revision (equal across etcdcore
+  members, not equal to etcd's Hash).
+- ``Snapshot`` is served by the core itself (rust/src/server/snapshot.rs): the
+  backend streamed from one read transaction, never through Python.
 - ``Defragment`` and ``MoveLeader`` answer an empty response (no header), as
-  etcd does. Defragment gives back what compaction freed: ``dbSize`` (the
-  high-water mark of ``dbSizeInUse``, like a bbolt file) drops to ``dbSizeInUse``,
-  and the backend quota is checked against ``dbSize``.
+  etcd does. Defragment rewrites the backend file without the space compaction
+  freed: ``dbSize`` (the file's size, which the quota is checked against)
+  drops to about ``dbSizeInUse``.
 - ``Downgrade``: Unimplemented for now.
 """
 
@@ -32,57 +38,39 @@ import logging
 from etcdcore import ETCD_VERSION
 from etcdcore._core import Core
 from etcdcore.bridge import (
+    INVALID_ARGUMENT,
     UNIMPLEMENTED,
     Bridge,
     EtcdError,
-    Stream,
 )
 from etcdcore.proto.etcdserverpb import rpc_pb2
-from etcdcore.services import decode_stream_message
 from etcdcore.services.header import fill_header
 
 log = logging.getLogger("etcdcore.maintenance")
 
 SERVICE = "/etcdserverpb.Maintenance/"
-#: etcd's snapshotSendBufferSize.
-SNAPSHOT_CHUNK = 32 * 1024
-#: The core's snapshot blob ends with the SHA-256 of what precedes it (see
-#: ``Core.snapshot``); etcd sends that digest as the stream's last message.
-SHA256_BYTES = 32
 
 ERR_NO_LEADER = "etcdserver: no leader"
 ERR_DOWNGRADE = "etcdserver: downgrade is not supported by etcdcore yet"
+ERR_ALARM_ACTION = "etcdserver: unknown alarm action"
+ERR_ALARM_TYPE = "etcdserver: unknown alarm type"
 
 GET, ACTIVATE, DEACTIVATE = (
     rpc_pb2.AlarmRequest.GET,
     rpc_pb2.AlarmRequest.ACTIVATE,
     rpc_pb2.AlarmRequest.DEACTIVATE,
 )
+#: The alarm types etcd 3.5 knows (NONE included: activating it is a no-op).
+ALARM_TYPES = frozenset(rpc_pb2.AlarmType.values())
 
 
 def alarm_text(member_id: int, alarm: int) -> str:
     """An AlarmMember as etcd's Status lists it (gogoproto compact text)."""
     try:
-        name = rpc_pb2.AlarmType.Name(alarm)
+        name = rpc_pb2.AlarmType.Name(rpc_pb2.AlarmType.ValueType(alarm))
     except ValueError:
         name = str(alarm)
     return f"memberID:{member_id} alarm:{name} "
-
-
-def snapshot_messages(blob: bytes) -> list[rpc_pb2.SnapshotResponse]:
-    """The SnapshotResponse messages for one core snapshot blob, in order: its
-    body in 32 KiB chunks, then its trailing SHA-256 alone, as etcd sends them."""
-    body, digest = blob[:-SHA256_BYTES], blob[-SHA256_BYTES:]
-    total = len(body)
-    out = [
-        rpc_pb2.SnapshotResponse(
-            remaining_bytes=total - min(start + SNAPSHOT_CHUNK, total),
-            blob=body[start : start + SNAPSHOT_CHUNK],
-        )
-        for start in range(0, total, SNAPSHOT_CHUNK)
-    ]
-    out.append(rpc_pb2.SnapshotResponse(remaining_bytes=0, blob=digest))
-    return out
 
 
 class MaintenanceService:
@@ -100,7 +88,6 @@ class MaintenanceService:
         bridge.unary(SERVICE + "Defragment", self.defragment)
         bridge.unary(SERVICE + "MoveLeader", self.move_leader)
         bridge.unary(SERVICE + "Downgrade", self.downgrade)
-        bridge.streaming(SERVICE + "Snapshot", self.snapshot)
 
     async def status(self, data: bytes) -> bytes:
         """Status: version, sizes, raft state and alarm errors of this member."""
@@ -124,25 +111,25 @@ class MaintenanceService:
     async def alarm(self, data: bytes) -> bytes:
         """Alarm: GET / ACTIVATE / DEACTIVATE, applied through Raft."""
         req = rpc_pb2.AlarmRequest.FromString(data)
-        alarms: list[tuple[int, int]] = []
-        proposal: tuple[int, int, int] | None = None
-        if req.action == GET:
-            proposal = (GET, 0, req.alarm)  # member 0: every member's alarms
-        elif req.action == ACTIVATE and req.alarm != rpc_pb2.NONE:
-            proposal = (ACTIVATE, req.memberID, req.alarm)
-        elif req.action == DEACTIVATE and req.memberID != 0 and req.alarm != rpc_pb2.NONE:
-            proposal = (DEACTIVATE, req.memberID, req.alarm)
-        if proposal is not None:
-            loop = asyncio.get_running_loop()
-            alarms = await loop.run_in_executor(None, self.core.alarm, *proposal)
+        if req.action not in (GET, ACTIVATE, DEACTIVATE):
+            raise EtcdError(INVALID_ARGUMENT, f"{ERR_ALARM_ACTION} {req.action}")
+        if req.action == ACTIVATE and req.alarm not in ALARM_TYPES:
+            raise EtcdError(INVALID_ARGUMENT, f"{ERR_ALARM_TYPE} {req.alarm}")
+        loop = asyncio.get_running_loop()
+        alarms = await loop.run_in_executor(
+            None, self.core.alarm, req.action, req.memberID, req.alarm
+        )
         resp = rpc_pb2.AlarmResponse(
-            alarms=[rpc_pb2.AlarmMember(memberID=m, alarm=a) for m, a in alarms]
+            alarms=[
+                rpc_pb2.AlarmMember(memberID=m, alarm=rpc_pb2.AlarmType.ValueType(a))
+                for m, a in alarms
+            ]
         )
         fill_header(self.core, resp.header)
         return resp.SerializeToString()
 
     async def hash(self, data: bytes) -> bytes:
-        """Hash: the hash of the whole key space at the current revision."""
+        """Hash: the HashKV hash at the current revision (etcd's is its bolt file's)."""
         rpc_pb2.HashRequest.FromString(data)
         h, _compact, revision = self.core.hash_kv(0)
         resp = rpc_pb2.HashResponse(hash=h)
@@ -154,18 +141,17 @@ class MaintenanceService:
         """HashKV: the MVCC hash up to ``revision`` (0 = current)."""
         req = rpc_pb2.HashKVRequest.FromString(data)
         h, compact_revision, _hash_revision = self.core.hash_kv(req.revision)
-        # etcd's compactMainRev starts at -1; the core counts from 0.
-        resp = rpc_pb2.HashKVResponse(hash=h, compact_revision=compact_revision or -1)
+        resp = rpc_pb2.HashKVResponse(hash=h, compact_revision=compact_revision)
         fill_header(self.core, resp.header)
         return resp.SerializeToString()
 
     async def defragment(self, data: bytes) -> bytes:
-        """Defragment: gives back the space compaction freed, so dbSize (what the
-        quota is checked against) drops to dbSizeInUse; answers like etcd, without
-        a header."""
+        """Defragment: rewrites the backend file without the space compaction
+        freed; answers like etcd, without a header."""
         rpc_pb2.DefragmentRequest.FromString(data)
         log.info("starting defragment")
-        before, after = self.core.defragment()
+        loop = asyncio.get_running_loop()
+        before, after = await loop.run_in_executor(None, self.core.defragment)
         log.info(
             "finished defragment",
             extra={
@@ -189,25 +175,3 @@ class MaintenanceService:
         """Downgrade: not supported yet."""
         rpc_pb2.DowngradeRequest.FromString(data)
         raise EtcdError(UNIMPLEMENTED, ERR_DOWNGRADE)
-
-    async def snapshot(self, stream: Stream) -> None:
-        """Snapshot: stream a consistent image of the state machine."""
-        data = await stream.recv()
-        if data is None:
-            return
-        decode_stream_message(rpc_pb2.SnapshotRequest, data)  # garbage is refused, as etcd does
-        loop = asyncio.get_running_loop()
-        blob = await loop.run_in_executor(None, self.core.snapshot)
-        messages = snapshot_messages(blob)
-        total = sum(len(m.blob) for m in messages[:-1])
-        log.info("sending database snapshot to client", extra={"fields": {"total-bytes": total}})
-        for i, message in enumerate(messages):
-            if i and i % 32 == 0:
-                await asyncio.sleep(0)  # let other calls run during a long transfer
-            if not stream.send(message.SerializeToString()):
-                log.warning("snapshot client went away", extra={"fields": {"total-bytes": total}})
-                return
-        log.info(
-            "successfully sent database snapshot to client",
-            extra={"fields": {"total-bytes": total}},
-        )

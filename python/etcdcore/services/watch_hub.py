@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import random
+from collections.abc import Iterator, Sequence
 
+from etcdcore._core import Core
 from etcdcore.bridge import OUT_OF_RANGE, Bridge, Stream, error_of
 from etcdcore.proto.etcdcore import internal_pb2
 from etcdcore.proto.etcdserverpb import rpc_pb2
@@ -63,6 +65,13 @@ def _varint(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+#: The event type each watch filter leaves out.
+_DROPPED_BY = {
+    rpc_pb2.WatchCreateRequest.NOPUT: kv_pb2.Event.PUT,
+    rpc_pb2.WatchCreateRequest.NODELETE: kv_pb2.Event.DELETE,
+}
 
 
 def _event_field(ev: kv_pb2.Event, with_prev_kv: bool) -> bytes:
@@ -130,8 +139,8 @@ class _Watcher:
         self.fragment = creq.fragment
         self.progress_notify = creq.progress_notify
         self.progress_due = True
-        # NOPUT = 0 = PUT and NODELETE = 1 = DELETE: the filters are the types to drop.
-        self.drop = frozenset(f for f in creq.filters if f in (0, 1))
+        # The event types to leave out (unknown filters are ignored, as etcd does).
+        self.drop = frozenset(_DROPPED_BY[f] for f in creq.filters if f in _DROPPED_BY)
         # The smallest mod_revision this watcher has not been sent yet.
         self.next_rev = 0
         # No progress notification may claim a revision below this one.
@@ -301,7 +310,7 @@ class _Index:
             self.ranges.stab(key, out)
         return out
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[_Watcher]:
         seen: list[_Watcher] = []
         for group in (self.keys, self.from_sets, self.ranges.sets):
             for s in group.values():
@@ -323,7 +332,7 @@ class WatchHub:
 
     def __init__(
         self,
-        core,
+        core: Core,
         *,
         max_response_bytes: int = DEFAULT_MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES,
         progress_interval: float = 600.0,
@@ -544,7 +553,7 @@ class WatchHub:
             head = base if i == n else frag_base
             stream.send(b"".join([head, *fields[first:i]]))
 
-    def _send_catch_up(self, w: _Watcher, revision: int, events) -> None:
+    def _send_catch_up(self, w: _Watcher, revision: int, events: Sequence[kv_pb2.Event]) -> None:
         drop, with_prev = w.drop, w.prev_kv
         fields = [_event_field(ev, with_prev) for ev in events if ev.type not in drop]
         if fields:
@@ -591,7 +600,15 @@ class WatchHub:
             last_rev = events[n - 1].kv.mod_revision
             self._flush(self._core.header(), last_rev, hits, events, full, bare)
 
-    def _flush(self, header, rev, hits, events, full, bare) -> None:
+    def _flush(
+        self,
+        header: tuple[int, int, int, int],
+        rev: int,
+        hits: dict[_Watcher, list[int]],
+        events: Sequence[kv_pb2.Event],
+        full: list[bytes | None],
+        bare: list[bytes | None],
+    ) -> None:
         """Send a batch's matched events (revisions up to ``rev``), one response
         per watcher."""
         cluster_id, member_id, _, term = header

@@ -16,9 +16,12 @@ pub enum MvccError {
     /// `ignore_value` / `ignore_lease` on a key that does not exist.
     #[error("etcdserver: key not found")]
     KeyNotFound,
-    /// A snapshot could not be decoded or is inconsistent.
+    /// What the backend holds could not be decoded or is inconsistent.
     #[error("etcdserver: mvcc: corrupt state: {0}")]
     Corrupt(String),
+    /// The backend failed to read or write: the member must stop.
+    #[error("etcdserver: backend: {0}")]
+    Backend(String),
 }
 
 impl MvccError {
@@ -32,7 +35,7 @@ impl MvccError {
             MvccError::Compacted | MvccError::FutureRev => OUT_OF_RANGE,
             MvccError::LeaseNotFound => NOT_FOUND,
             MvccError::KeyNotFound => INVALID_ARGUMENT,
-            MvccError::Corrupt(_) => INTERNAL,
+            MvccError::Corrupt(_) | MvccError::Backend(_) => INTERNAL,
         }
     }
 }

@@ -11,6 +11,8 @@
 
 use std::collections::HashSet;
 
+use smallvec::{smallvec, SmallVec};
+
 use super::revision::Revision;
 
 /// One life of a key.
@@ -22,8 +24,8 @@ pub struct Generation {
     /// compacted away: the version of its newest revision.
     pub version: i64,
     /// Surviving revisions, oldest first; in a finished generation the last
-    /// one is the tombstone.
-    pub revs: Vec<Revision>,
+    /// one is the tombstone. Most keys have one or two.
+    pub revs: SmallVec<[Revision; 2]>,
 }
 
 impl Generation {
@@ -43,11 +45,11 @@ pub struct KeyRevision {
     pub version: i64,
 }
 
-/// All generations of one key.
+/// All generations of one key. Most keys have one, kept inline: at a
+/// million keys the index is a large part of a member's memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyIndex {
-    modified: Revision,
-    generations: Vec<Generation>,
+    generations: SmallVec<[Generation; 1]>,
 }
 
 impl Default for KeyIndex {
@@ -60,14 +62,17 @@ impl KeyIndex {
     /// A key that has never been written: one empty generation.
     pub fn new() -> KeyIndex {
         KeyIndex {
-            modified: Revision::default(),
-            generations: vec![Generation::default()],
+            generations: smallvec![Generation::default()],
         }
     }
 
     /// Revision of the newest write (put or tombstone).
     pub fn modified(&self) -> Revision {
-        self.modified
+        self.generations
+            .iter()
+            .rev()
+            .find_map(|g| g.revs.last().copied())
+            .unwrap_or_default()
     }
 
     pub fn generations(&self) -> &[Generation] {
@@ -99,10 +104,10 @@ impl KeyIndex {
     /// Records a put at `rev`; returns true when it created the key (started
     /// a generation). `rev` must be newer than every recorded revision.
     pub fn put(&mut self, rev: Revision) -> bool {
+        let modified = self.modified();
         assert!(
-            rev > self.modified,
-            "put at {rev:?} is not after the last modification {:?}",
-            self.modified
+            rev > modified,
+            "put at {rev:?} is not after the last modification {modified:?}",
         );
         let g = self.current_mut();
         let created = g.is_empty();
@@ -111,7 +116,6 @@ impl KeyIndex {
         }
         g.revs.push(rev);
         g.version += 1;
-        self.modified = rev;
         created
     }
 
@@ -131,11 +135,10 @@ impl KeyIndex {
     /// key index must be fresh.
     pub fn restore(&mut self, created: Revision, modified: Revision, version: i64) {
         assert!(self.is_empty(), "restore into a key index that has history");
-        self.modified = modified;
-        self.generations = vec![Generation {
+        self.generations = smallvec![Generation {
             created,
             version,
-            revs: vec![modified],
+            revs: smallvec![modified],
         }];
     }
 
@@ -146,10 +149,9 @@ impl KeyIndex {
         self.generations.push(Generation::default());
     }
 
-    /// Takes back the newest put (a failed transaction); `prev_modified` is
-    /// what [`KeyIndex::modified`] was before it. True when the put had
-    /// created the key.
-    pub fn undo_put(&mut self, prev_modified: Revision) -> bool {
+    /// Takes back the newest put (a failed transaction). True when the put
+    /// had created the key.
+    pub fn undo_put(&mut self) -> bool {
         let g = self.current_mut();
         g.revs.pop().expect("undo_put without a put");
         g.version -= 1;
@@ -157,15 +159,14 @@ impl KeyIndex {
         if uncreated {
             *g = Generation::default();
         }
-        self.modified = prev_modified;
         uncreated
     }
 
     /// Takes back the newest tombstone (a failed transaction).
-    pub fn undo_tombstone(&mut self, prev_modified: Revision) {
+    pub fn undo_tombstone(&mut self) {
         let open = self.generations.pop().expect("undo_tombstone without one");
         assert!(open.is_empty(), "undo_tombstone on a live key");
-        self.undo_put(prev_modified);
+        self.undo_put();
     }
 
     /// The generation that holds the key's state at revision `at`, or None
@@ -212,23 +213,34 @@ impl KeyIndex {
         None
     }
 
-    /// Every surviving revision with `main >= from`, oldest first.
-    pub fn revisions_since(&self, from: i64) -> impl Iterator<Item = Revision> + '_ {
+    /// Every surviving revision with `main >= from`, oldest first, each with
+    /// whether it is a tombstone (the last revision of a finished generation).
+    pub fn revisions_since(&self, from: i64) -> impl Iterator<Item = (Revision, bool)> + '_ {
+        let last = self.generations.len() - 1;
         self.generations
             .iter()
-            .flat_map(|g| g.revs.iter().copied())
-            .filter(move |r| r.main >= from)
+            .enumerate()
+            .flat_map(move |(gi, g)| {
+                let closing = g.revs.len().checked_sub(1).filter(|_| gi != last);
+                g.revs
+                    .iter()
+                    .enumerate()
+                    .map(move |(ri, r)| (*r, Some(ri) == closing))
+            })
+            .filter(move |(r, _)| r.main >= from)
     }
 
     /// Where compaction at `at` cuts: the first generation still needed and,
     /// in it, the index of the newest revision at or before `at` (None if all
-    /// its revisions are newer).
+    /// its revisions are newer). As etcd's doCompact, a generation whose
+    /// tombstone is at or before `at` is not needed, even one deleted at
+    /// exactly `at`: nothing at or after `at` can see the key in it.
     fn cut(&self, at: i64) -> (usize, Option<usize>) {
         let last = self.generations.len() - 1;
         let gi = (0..last)
             .find(|&i| {
                 let tomb = self.generations[i].revs.last().expect("closed generation");
-                tomb.main >= at
+                tomb.main > at
             })
             .unwrap_or(last);
         let ri = self.generations[gi].revs.iter().rposition(|r| r.main <= at);
@@ -236,9 +248,9 @@ impl KeyIndex {
     }
 
     /// Forgets what no read at a revision `>= at` can see: earlier
-    /// generations and, in the first remaining one, revisions older than the
-    /// newest at or before `at`. That newest revision (even a tombstone at
-    /// exactly `at`) is kept and added to `kept`. The key index may end up
+    /// generations (those deleted at or before `at`) and, in the first
+    /// remaining one, revisions older than the newest at or before `at`,
+    /// which is kept and added to `kept`. The key index may end up
     /// [`KeyIndex::is_empty`].
     pub fn compact(&mut self, at: i64, kept: &mut HashSet<Revision>) {
         let (gi, ri) = self.cut(at);
@@ -414,12 +426,12 @@ mod tests {
     }
 
     #[test]
-    fn compact_at_tombstone_keeps_the_tombstone() {
+    fn compact_at_tombstone_drops_its_generation_as_etcd() {
         let mut ki = sample();
         let mut kept = HashSet::new();
         ki.compact(4, &mut kept);
-        assert_eq!(revs(&ki), vec![vec![4], vec![6, 7], vec![]]);
-        assert_eq!(kept, HashSet::from([r(4)]));
+        assert_eq!(revs(&ki), vec![vec![6, 7], vec![]]);
+        assert!(kept.is_empty());
         assert_eq!(ki.get(4), None);
     }
 
@@ -433,13 +445,12 @@ mod tests {
     }
 
     #[test]
-    fn compact_after_final_tombstone_empties_key() {
+    fn compact_at_or_after_final_tombstone_empties_key() {
         let mut ki = sample();
         let mut kept = HashSet::new();
         ki.compact(7, &mut kept);
-        assert_eq!(revs(&ki), vec![vec![7], vec![]]);
-        ki.compact(8, &mut kept);
         assert!(ki.is_empty());
+        assert!(kept.is_empty());
     }
 
     #[test]
@@ -496,8 +507,8 @@ mod tests {
     #[test]
     fn revisions_since_lists_all_generations_in_order() {
         let ki = sample();
-        let got: Vec<i64> = ki.revisions_since(3).map(|r| r.main).collect();
-        assert_eq!(got, vec![3, 4, 6, 7]);
+        let got: Vec<(i64, bool)> = ki.revisions_since(3).map(|(r, t)| (r.main, t)).collect();
+        assert_eq!(got, vec![(3, false), (4, true), (6, false), (7, true)]);
     }
 
     #[test]
@@ -506,7 +517,7 @@ mod tests {
         ki.put(r(2));
         let before = ki.clone();
         ki.put(r(3));
-        assert!(!ki.undo_put(r(2)));
+        assert!(!ki.undo_put());
         assert_eq!(ki, before);
     }
 
@@ -514,7 +525,7 @@ mod tests {
     fn undo_creating_put_leaves_key_empty() {
         let mut ki = KeyIndex::new();
         ki.put(r(2));
-        assert!(ki.undo_put(Revision::default()));
+        assert!(ki.undo_put());
         assert_eq!(ki, KeyIndex::new());
     }
 
@@ -524,7 +535,7 @@ mod tests {
         ki.put(r(2));
         let before = ki.clone();
         ki.tombstone(r(3));
-        ki.undo_tombstone(r(2));
+        ki.undo_tombstone();
         assert_eq!(ki, before);
         assert!(ki.is_live());
     }

@@ -33,6 +33,11 @@ impl LeaseKeys {
         }
     }
 
+    /// The lease `key` carries now (0: none).
+    pub fn lease_of(&self, key: &[u8]) -> i64 {
+        self.by_key.get(key).copied().unwrap_or_default()
+    }
+
     /// Live keys carrying `lease`, in key order.
     pub fn keys(&self, lease: i64) -> Vec<Vec<u8>> {
         self.by_lease

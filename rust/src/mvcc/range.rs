@@ -15,28 +15,46 @@
 //! `count` is always the number of keys in the range at that revision,
 //! ignoring the limit AND the filters.
 
+use super::bucket::KeyBucket;
 use super::error::MvccError;
 use super::index::KeyRange;
-use super::store::Store;
+use super::key_index::KeyRevision;
+use super::store::{read_version, Store};
 use crate::pb::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::pb::etcdserverpb::{RangeRequest, RangeResponse};
 use crate::pb::mvccpb::KeyValue;
 
+/// A range decided from the index alone: which versions to read, and how to
+/// shape the answer. Planning needs the index (a lock a server holds
+/// briefly); reading the versions needs only a read transaction of the key
+/// bucket taken at the same moment, so a big range never holds up writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangePlan {
+    /// The versions to read, in key order.
+    versions: Vec<KeyRevision>,
+    count: i64,
+    count_only: bool,
+    keys_only: bool,
+    limit: i64,
+    sort_order: i32,
+    sort_target: i32,
+}
+
 impl Store {
     /// Reads at `req.revision` (`<= 0`: the current revision). Header is
     /// left None.
-    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
-        self.range_in_view(req, self.current)
+    pub fn range(
+        &self,
+        bucket: &dyn KeyBucket,
+        req: &RangeRequest,
+    ) -> Result<RangeResponse, MvccError> {
+        self.plan_range(req, self.current)?.read(bucket)
     }
 
-    /// Range as seen by a reader whose "current" revision is `view` (inside
-    /// a write txn that has already written, `view` is the revision being
-    /// written, so its reads see its own writes).
-    pub(super) fn range_in_view(
-        &self,
-        req: &RangeRequest,
-        view: i64,
-    ) -> Result<RangeResponse, MvccError> {
+    /// Plans a range as seen by a reader whose "current" revision is `view`
+    /// (inside a write txn that has already written, `view` is the revision
+    /// being written, so its reads see its own writes).
+    pub fn plan_range(&self, req: &RangeRequest, view: i64) -> Result<RangePlan, MvccError> {
         if req.revision > view {
             return Err(MvccError::FutureRev);
         }
@@ -49,12 +67,18 @@ impl Store {
             return Err(MvccError::Compacted);
         }
         let range = KeyRange::new(&req.key, &req.range_end);
-
+        let mut plan = RangePlan {
+            versions: Vec::new(),
+            count: 0,
+            count_only: req.count_only,
+            keys_only: req.keys_only,
+            limit: req.limit,
+            sort_order: req.sort_order,
+            sort_target: req.sort_target,
+        };
         if req.count_only {
-            return Ok(RangeResponse {
-                count: self.index.count(range, rev) as i64,
-                ..Default::default()
-            });
+            plan.count = self.index.count(range, rev) as i64;
+            return Ok(plan);
         }
 
         let filtered = req.min_mod_revision != 0
@@ -68,43 +92,47 @@ impl Store {
                 .unwrap_or(usize::MAX)
                 .saturating_add(1)
         };
-
-        let mut count = 0i64;
-        let mut kvs: Vec<KeyValue> = Vec::new();
+        // The filters look at revisions the index knows, so filtered-out
+        // keys are never read; a limited fetch stops reading at limit + 1.
+        let wanted = |kr: &KeyRevision| {
+            let (m, c) = (kr.modified.main, kr.created.main);
+            (req.max_mod_revision == 0 || m <= req.max_mod_revision)
+                && (req.min_mod_revision == 0 || m >= req.min_mod_revision)
+                && (req.max_create_revision == 0 || c <= req.max_create_revision)
+                && (req.min_create_revision == 0 || c >= req.min_create_revision)
+        };
         for (_, kr) in self.index.range(range, rev) {
-            count += 1;
-            if kvs.len() < fetch {
-                let kv = self.log.get(&kr.modified);
-                debug_assert!(
-                    kv.is_some(),
-                    "index names {:?} missing from log",
-                    kr.modified
-                );
-                kvs.extend(kv.cloned());
+            plan.count += 1;
+            if plan.versions.len() < fetch && wanted(&kr) {
+                plan.versions.push(kr);
             }
         }
+        Ok(plan)
+    }
+}
 
-        if req.max_mod_revision != 0 {
-            kvs.retain(|kv| kv.mod_revision <= req.max_mod_revision);
+impl RangePlan {
+    /// Reads the planned versions and shapes the answer: sort, then limit
+    /// (`more` when that dropped anything), then keys_only.
+    pub fn read(self, bucket: &dyn KeyBucket) -> Result<RangeResponse, MvccError> {
+        if self.count_only {
+            return Ok(RangeResponse {
+                count: self.count,
+                ..Default::default()
+            });
         }
-        if req.min_mod_revision != 0 {
-            kvs.retain(|kv| kv.mod_revision >= req.min_mod_revision);
-        }
-        if req.max_create_revision != 0 {
-            kvs.retain(|kv| kv.create_revision <= req.max_create_revision);
-        }
-        if req.min_create_revision != 0 {
-            kvs.retain(|kv| kv.create_revision >= req.min_create_revision);
-        }
-
-        sort(&mut kvs, req.sort_order, req.sort_target);
-
+        let mut kvs = self
+            .versions
+            .iter()
+            .map(|kr| read_version(bucket, kr.modified))
+            .collect::<Result<Vec<_>, _>>()?;
+        sort(&mut kvs, self.sort_order, self.sort_target);
         let mut more = false;
-        if req.limit > 0 && kvs.len() as u64 > req.limit as u64 {
-            kvs.truncate(req.limit as usize);
+        if self.limit > 0 && kvs.len() as u64 > self.limit as u64 {
+            kvs.truncate(self.limit as usize);
             more = true;
         }
-        if req.keys_only {
+        if self.keys_only {
             for kv in &mut kvs {
                 kv.value.clear();
             }
@@ -113,7 +141,7 @@ impl Store {
             header: None,
             kvs,
             more,
-            count,
+            count: self.count,
         })
     }
 }
@@ -155,8 +183,8 @@ mod tests {
     use super::*;
 
     /// a@2 (v "3"), b@3 (v "1"), c@4 (v "2"), then a again @5 (v "9").
-    fn store() -> Store {
-        let mut s = Store::new();
+    fn store() -> TestStore {
+        let mut s = TestStore::new();
         put(&mut s, "a", "3");
         put(&mut s, "b", "1");
         put(&mut s, "c", "2");
@@ -170,7 +198,7 @@ mod tests {
 
     #[test]
     fn empty_store_range_returns_nothing() {
-        let s = Store::new();
+        let s = TestStore::new();
         let r = s.range(&all()).unwrap();
         assert!(r.kvs.is_empty());
         assert_eq!((r.count, r.more), (0, false));

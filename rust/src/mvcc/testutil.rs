@@ -1,11 +1,97 @@
-//! Builders shared by the unit tests.
+//! Builders shared by the unit tests, and [`TestStore`]: a store with its
+//! key bucket in memory, offering the operations with the bucket filled in.
 
+use super::bucket::MemBucket;
+use super::compaction::Compaction;
+use super::error::MvccError;
 use super::store::Store;
+use super::write::PrevValues;
 use crate::pb::etcdserverpb::{
-    compare, request_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
-    TxnRequest,
+    compare, request_op, Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse,
 };
-use crate::pb::mvccpb::KeyValue;
+use crate::pb::mvccpb::{Event, KeyValue};
+
+/// A store and its key bucket, in memory. Events always carry prev_kv (as
+/// when somebody watches), so they can be compared with a model's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TestStore {
+    pub store: Store,
+    pub bucket: MemBucket,
+}
+
+impl TestStore {
+    pub fn new() -> TestStore {
+        TestStore::default()
+    }
+
+    pub fn put(
+        &mut self,
+        req: &PutRequest,
+        lease_ok: &dyn Fn(i64) -> bool,
+    ) -> Result<(PutResponse, Vec<Event>), MvccError> {
+        self.store
+            .put(&mut self.bucket, PrevValues::InEvents, req, lease_ok)
+    }
+
+    pub fn delete_range(
+        &mut self,
+        req: &DeleteRangeRequest,
+    ) -> Result<(DeleteRangeResponse, Vec<Event>), MvccError> {
+        self.store
+            .delete_range(&mut self.bucket, PrevValues::InEvents, req)
+    }
+
+    pub fn txn(
+        &mut self,
+        req: &TxnRequest,
+        lease_ok: &dyn Fn(i64) -> bool,
+    ) -> Result<(TxnResponse, Vec<Event>), MvccError> {
+        self.store
+            .txn(&mut self.bucket, PrevValues::InEvents, req, lease_ok)
+    }
+
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        self.store.range(&self.bucket, req)
+    }
+
+    /// Compacts, both steps at once.
+    pub fn compact(&mut self, rev: i64) -> Result<(), MvccError> {
+        let mut job: Compaction = self.store.compact(rev)?;
+        job.finish(&mut self.bucket)
+    }
+
+    pub fn events_since(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        start_rev: i64,
+        max: usize,
+    ) -> Result<Vec<Event>, MvccError> {
+        self.store
+            .events_since(&self.bucket, key, range_end, start_rev, max)
+    }
+
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), MvccError> {
+        self.store.hash_kv(&self.bucket, rev)
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.store.current_revision()
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        self.store.compact_revision()
+    }
+
+    pub fn keys_count(&self) -> usize {
+        self.store.keys_count()
+    }
+
+    pub fn keys_with_lease(&self, lease: i64) -> Vec<Vec<u8>> {
+        self.store.keys_with_lease(lease)
+    }
+}
 
 pub fn any_lease(_: i64) -> bool {
     true
@@ -20,12 +106,12 @@ pub fn put_req(k: &str, v: &str) -> PutRequest {
 }
 
 /// Puts and returns the new current revision.
-pub fn put(s: &mut Store, k: &str, v: &str) -> i64 {
+pub fn put(s: &mut TestStore, k: &str, v: &str) -> i64 {
     s.put(&put_req(k, v), &any_lease).unwrap();
     s.current_revision()
 }
 
-pub fn put_lease(s: &mut Store, k: &str, lease: i64) -> i64 {
+pub fn put_lease(s: &mut TestStore, k: &str, lease: i64) -> i64 {
     let mut req = put_req(k, "v");
     req.lease = lease;
     s.put(&req, &any_lease).unwrap();
@@ -40,7 +126,7 @@ pub fn del_req(k: &str, end: &str) -> DeleteRangeRequest {
     }
 }
 
-pub fn del(s: &mut Store, k: &str) -> i64 {
+pub fn del(s: &mut TestStore, k: &str) -> i64 {
     s.delete_range(&del_req(k, "")).unwrap();
     s.current_revision()
 }
@@ -54,7 +140,7 @@ pub fn range_req(k: &str, end: &str, rev: i64) -> RangeRequest {
     }
 }
 
-pub fn get_at(s: &Store, k: &str, rev: i64) -> Option<KeyValue> {
+pub fn get_at(s: &TestStore, k: &str, rev: i64) -> Option<KeyValue> {
     s.range(&range_req(k, "", rev))
         .unwrap()
         .kvs
@@ -62,12 +148,12 @@ pub fn get_at(s: &Store, k: &str, rev: i64) -> Option<KeyValue> {
         .next()
 }
 
-pub fn get(s: &Store, k: &str) -> Option<KeyValue> {
+pub fn get(s: &TestStore, k: &str) -> Option<KeyValue> {
     get_at(s, k, 0)
 }
 
 /// Every key at `rev`.
-pub fn all_at(s: &Store, rev: i64) -> Vec<KeyValue> {
+pub fn all_at(s: &TestStore, rev: i64) -> Vec<KeyValue> {
     s.range(&range_req("\0", "\0", rev)).unwrap().kvs
 }
 
@@ -126,7 +212,7 @@ pub fn cmp(
 
 /// A history with overwrites, deletes, re-creations, a multi-key txn and a
 /// range delete: revisions 2..=11.
-pub fn sample_history(s: &mut Store) {
+pub fn sample_history(s: &mut TestStore) {
     put(s, "a", "a1"); // 2
     put(s, "b", "b1"); // 3
     put(s, "a", "a2"); // 4

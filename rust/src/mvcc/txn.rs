@@ -16,10 +16,11 @@
 
 use std::cmp::Ordering;
 
+use super::bucket::{KeyBucket, KeyBucketMut};
 use super::error::MvccError;
 use super::index::KeyRange;
 use super::store::Store;
-use super::write::WriteTxn;
+use super::write::{PrevValues, WriteTxn};
 use crate::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::pb::etcdserverpb::request_op::Request;
 use crate::pb::etcdserverpb::response_op::Response;
@@ -34,49 +35,79 @@ impl Store {
     /// the header etcd gives them (see [`execute`]).
     pub fn txn(
         &mut self,
+        bucket: &mut dyn KeyBucketMut,
+        prev_values: PrevValues,
         req: &TxnRequest,
         lease_ok: &dyn Fn(i64) -> bool,
     ) -> Result<(TxnResponse, Vec<Event>), MvccError> {
         let view = self.current;
         let mut path = Vec::new();
-        self.compare_path(req, view, &mut path);
+        self.compare_path(&*bucket, req, view, &mut path)?;
         self.check_puts(req, &path, &mut 0, view, lease_ok)?;
         self.check_ranges(req, &path, &mut 0, view)?;
-        let mut w = WriteTxn::begin(self);
+        let mut w = WriteTxn::begin(self, bucket, prev_values);
         match execute(&mut w, req, &path, &mut 0, lease_ok) {
             Ok(resp) => Ok((resp, w.commit())),
             Err(e) => {
-                w.rollback();
+                w.rollback()?;
                 Err(e)
             }
         }
     }
 
-    fn compare_path(&self, req: &TxnRequest, view: i64, path: &mut Vec<bool>) {
-        let ok = req.compare.iter().all(|c| self.compare_holds(c, view));
+    /// A txn that only reads (no put, delete or writing nested txn on any
+    /// branch): answered from a read transaction, without the write path.
+    pub fn read_only_txn(
+        &self,
+        bucket: &dyn KeyBucket,
+        req: &TxnRequest,
+    ) -> Result<TxnResponse, MvccError> {
+        let view = self.current;
+        let mut path = Vec::new();
+        self.compare_path(bucket, req, view, &mut path)?;
+        self.check_ranges(req, &path, &mut 0, view)?;
+        read_only(self, bucket, req, &path, &mut 0, view)
+    }
+
+    fn compare_path(
+        &self,
+        bucket: &dyn KeyBucket,
+        req: &TxnRequest,
+        view: i64,
+        path: &mut Vec<bool>,
+    ) -> Result<(), MvccError> {
+        let mut ok = true;
+        for c in &req.compare {
+            if !self.compare_holds(bucket, c, view)? {
+                ok = false;
+                break;
+            }
+        }
         path.push(ok);
         for op in branch(req, ok) {
             if let Some(Request::RequestTxn(t)) = &op.request {
-                self.compare_path(t, view, path);
+                self.compare_path(bucket, t, view, path)?;
             }
         }
+        Ok(())
     }
 
     /// A compare holds when every key in its range satisfies it. With no key
     /// in range, a VALUE compare fails and the others compare against an
     /// all-zero KeyValue (so `version == 0` means "does not exist").
-    fn compare_holds(&self, c: &Compare, view: i64) -> bool {
-        let mut any = false;
-        for kv in self.visible(KeyRange::new(&c.key, &c.range_end), view) {
-            any = true;
-            if !compare_kv(c, kv) {
-                return false;
-            }
+    fn compare_holds(
+        &self,
+        bucket: &dyn KeyBucket,
+        c: &Compare,
+        view: i64,
+    ) -> Result<bool, MvccError> {
+        let kvs = self.visible(bucket, KeyRange::new(&c.key, &c.range_end), view)?;
+        if kvs.is_empty() {
+            return Ok(
+                c.target != CompareTarget::Value as i32 && compare_kv(c, &KeyValue::default())
+            );
         }
-        if any {
-            return true;
-        }
-        c.target != CompareTarget::Value as i32 && compare_kv(c, &KeyValue::default())
+        Ok(kvs.iter().all(|kv| compare_kv(c, kv)))
     }
 
     fn check_puts(
@@ -93,7 +124,8 @@ impl Store {
             match &op.request {
                 Some(Request::RequestTxn(t)) => self.check_puts(t, path, cursor, view, lease_ok)?,
                 Some(Request::RequestPut(p)) => {
-                    if (p.ignore_value || p.ignore_lease) && self.kv_at(&p.key, view).is_none() {
+                    if (p.ignore_value || p.ignore_lease) && self.index.get(&p.key, view).is_none()
+                    {
                         return Err(MvccError::KeyNotFound);
                     }
                     if p.lease != 0 && !lease_ok(p.lease) {
@@ -137,6 +169,48 @@ impl Store {
     }
 }
 
+/// The chosen branches of a txn with no writes in them, answered as
+/// [`execute`] would answer them.
+fn read_only(
+    store: &Store,
+    bucket: &dyn KeyBucket,
+    req: &TxnRequest,
+    path: &[bool],
+    cursor: &mut usize,
+    view: i64,
+) -> Result<TxnResponse, MvccError> {
+    let succeeded = path[*cursor];
+    *cursor += 1;
+    let ops = branch(req, succeeded);
+    let mut responses = Vec::with_capacity(ops.len());
+    for op in ops {
+        let response = match &op.request {
+            None => None,
+            Some(Request::RequestRange(r)) => {
+                let mut resp = store.plan_range(r, view)?.read(bucket)?;
+                resp.header = Some(header(view));
+                Some(Response::ResponseRange(resp))
+            }
+            Some(Request::RequestTxn(t)) => {
+                let mut resp = read_only(store, bucket, t, path, cursor, view)?;
+                resp.header = Some(ResponseHeader::default());
+                Some(Response::ResponseTxn(resp))
+            }
+            Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => {
+                return Err(MvccError::Corrupt(
+                    "a write inside a txn taken for read-only".into(),
+                ))
+            }
+        };
+        responses.push(ResponseOp { response });
+    }
+    Ok(TxnResponse {
+        header: None,
+        succeeded,
+        responses,
+    })
+}
+
 fn branch(req: &TxnRequest, succeeded: bool) -> &[RequestOp] {
     if succeeded {
         &req.success
@@ -178,7 +252,7 @@ fn execute(
                 Some(Response::ResponsePut(resp))
             }
             Some(Request::RequestDeleteRange(d)) => {
-                let mut resp = w.delete_range(d);
+                let mut resp = w.delete_range(d)?;
                 resp.header = Some(header(w.view()));
                 Some(Response::ResponseDeleteRange(resp))
             }
@@ -241,11 +315,11 @@ mod tests {
     use crate::pb::etcdserverpb::compare::TargetUnion as U;
     use crate::pb::etcdserverpb::{PutRequest, RangeRequest};
 
-    fn run(s: &mut Store, t: TxnRequest) -> (TxnResponse, Vec<Event>) {
+    fn run(s: &mut TestStore, t: TxnRequest) -> (TxnResponse, Vec<Event>) {
         s.txn(&t, &any_lease).unwrap()
     }
 
-    fn holds(s: &Store, c: Compare) -> bool {
+    fn holds(s: &TestStore, c: Compare) -> bool {
         let (resp, _) = s
             .clone()
             .txn(&txn(vec![c], vec![], vec![]), &any_lease)
@@ -260,8 +334,8 @@ mod tests {
         }
     }
 
-    fn store() -> Store {
-        let mut s = Store::new();
+    fn store() -> TestStore {
+        let mut s = TestStore::new();
         put(&mut s, "a", "1"); // 2
         put(&mut s, "b", "2"); // 3
         put(&mut s, "a", "3"); // 4
@@ -293,9 +367,11 @@ mod tests {
         assert_eq!(evs.len(), 3);
         assert!(evs.iter().all(|e| e.kv.as_ref().unwrap().mod_revision == 5));
         let subs: Vec<i64> = s
-            .log
-            .range(super::super::revision::Revision::new(5, 0)..)
-            .map(|(r, _)| r.sub)
+            .bucket
+            .revisions()
+            .iter()
+            .filter(|r| r.main == 5)
+            .map(|r| r.sub)
             .collect();
         assert_eq!(subs, vec![0, 1, 2]);
     }

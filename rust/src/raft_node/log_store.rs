@@ -1,39 +1,43 @@
 //! raft-rs's view of our log: entries and hard state in memory (the WAL holds
-//! the durable copy), and snapshots built from the state machine on demand.
+//! the durable copy), and snapshots taken from the backend on demand.
 //!
 //! raft-rs asks for a snapshot when a follower is too far behind the log the
-//! leader still holds. The snapshot is the state machine as applied right now,
-//! so its data always matches its metadata (index, term, configuration).
+//! leader still holds. A snapshot here is only metadata (index, term,
+//! configuration) read from a backend read transaction; the transaction is
+//! kept for the transport, which streams the backend it sees to the follower
+//! on another thread. Index and data come from the same transaction, so they
+//! always agree, and nothing on the Raft thread copies state.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use raft::prelude::{Entry, HardState, Snapshot};
 use raft::storage::MemStorage;
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
 use super::Shared;
-use crate::metrics::Metrics;
+use crate::membership::Membership;
+
+/// What a snapshot message carries as data: the backend follows on its own
+/// stream.
+pub const SNAPSHOT_DATA: &[u8] = b"etcdcore-backend-v1";
 
 pub struct LogStore {
     pub mem: MemStorage,
     shared: Arc<Shared>,
-    /// A snapshot built for a peer is a backend snapshot in etcd's terms.
-    metrics: Arc<Metrics>,
 }
 
 impl LogStore {
-    pub fn new(mem: MemStorage, shared: Arc<Shared>, metrics: Arc<Metrics>) -> LogStore {
-        LogStore {
-            mem,
-            shared,
-            metrics,
-        }
+    pub fn new(mem: MemStorage, shared: Arc<Shared>) -> LogStore {
+        LogStore { mem, shared }
     }
 
     pub fn hard_state(&self) -> HardState {
         self.mem.rl().hard_state().clone()
     }
+}
+
+fn unavailable() -> raft::Error {
+    raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)
 }
 
 impl Storage for LogStore {
@@ -63,21 +67,36 @@ impl Storage for LogStore {
         self.mem.last_index()
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let started = Instant::now();
-        let sm = self.shared.sm.read().expect("state poisoned");
-        if sm.applied_index == 0 || sm.applied_index < request_index {
-            return Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            ));
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let rtx = {
+            let sm = self.shared.sm.read().expect("state poisoned");
+            sm.read()
+        };
+        let rtx = rtx.map_err(|e| {
+            log::warn!("cannot read the backend for a snapshot: {e}");
+            unavailable()
+        })?;
+        let ((index, term), members) = match (rtx.position(), rtx.members()) {
+            (Ok(p), Ok(m)) => (p, m),
+            (Err(e), _) | (_, Err(e)) => {
+                log::warn!("cannot read the backend for a snapshot: {e}");
+                return Err(unavailable());
+            }
+        };
+        if index == 0 || index < request_index {
+            return Err(unavailable());
         }
         let mut snap = Snapshot::default();
         let meta = snap.mut_metadata();
-        meta.index = sm.applied_index;
-        meta.term = sm.applied_term;
-        meta.set_conf_state(sm.membership.conf_state());
-        snap.data = sm.encode_snapshot().into();
-        self.metrics.backend_snapshot.observe(started.elapsed());
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(Membership::from_parts(0, members, vec![]).conf_state());
+        snap.data = SNAPSHOT_DATA.to_vec().into();
+        self.shared
+            .outgoing_snapshots
+            .lock()
+            .expect("snapshots poisoned")
+            .insert(to, (index, rtx));
         Ok(snap)
     }
 }

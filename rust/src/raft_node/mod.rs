@@ -1,5 +1,7 @@
-//! The Raft node: one thread that runs raft-rs's Ready loop over our WAL and
-//! applies committed entries to the state machine.
+//! The Raft node, on two threads as etcd splits the work: the Raft loop
+//! drives raft-rs (ticks, WAL append and fsync, sending, receiving) and never
+//! waits on the state; the applier applies committed entries to the state
+//! machine and its backend, answers the proposers, and publishes events.
 //!
 //! Everything else talks to it through a [`NodeHandle`]: proposals and
 //! ReadIndex requests go in over a channel, results come back on oneshots once
@@ -8,9 +10,11 @@
 //! A single member runs exactly this path; a cluster adds the transport,
 //! which carries raft-rs's messages to the peers and brings theirs in here.
 
+mod applier;
 mod log_store;
 mod ready_loop;
 mod recovery;
+pub use recovery::backend_path;
 pub(crate) use recovery::write_bootstrap;
 
 /// The index and term of the bootstrap snapshot of a new cluster (and of a
@@ -18,16 +22,18 @@ pub(crate) use recovery::write_bootstrap;
 pub const BOOTSTRAP_INDEX: u64 = 1;
 pub const BOOTSTRAP_TERM: u64 = 1;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, RwLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use raft::prelude::Message;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tonic::Status;
 
+use crate::backend::ReadTx;
 use crate::bridge::Bridge;
 use crate::errors;
 use crate::membership::Change;
@@ -63,6 +69,12 @@ pub struct NodeConfig {
     pub snapshot_count: u64,
     /// --quota-backend-bytes as Python resolved it; 0 means none.
     pub quota_backend_bytes: u64,
+    /// --backend-batch-interval: the longest a backend commit stays without
+    /// an fsync.
+    pub backend_batch_interval: Duration,
+    /// --backend-batch-limit: the most applied entries between two durable
+    /// backend commits.
+    pub backend_batch_limit: u64,
     /// Where the loop, its WAL and the servers count for /metrics.
     pub metrics: Arc<Metrics>,
 }
@@ -83,7 +95,7 @@ pub(crate) enum Msg {
         reply: ProposalReply,
     },
     ReadIndex {
-        reply: oneshot::Sender<Result<(), Status>>,
+        reply: oneshot::Sender<Result<u64, Status>>,
     },
     ConfChange {
         change: Change,
@@ -104,18 +116,43 @@ pub(crate) enum Msg {
     },
     /// A peer refused us: this member was removed from the cluster.
     Removed,
+    /// Writes the applier found over the quota: raise this member's NOSPACE
+    /// alarm and answer them once it is applied.
+    NoSpace(Vec<ProposalReply>),
+    /// A change to the backend's durability or the applier's progress: time
+    /// to look at snapshots and WAL release again.
+    Applied,
     Stop,
 }
 
-/// State the loop publishes for readers on other threads.
+/// State the threads share: the state machine behind its lock, and what the
+/// Raft loop and the applier publish for readers on other threads.
 pub struct Shared {
+    /// Readers take it shared for as long as it takes to plan a read on the
+    /// index and open a backend read transaction; the applier takes it
+    /// exclusively for one batch of entries, up to the backend commit.
     pub sm: RwLock<StateMachine>,
     pub term: AtomicU64,
     pub leader_id: AtomicU64,
     pub commit_index: AtomicU64,
     pub last_index: AtomicU64,
     pub applied_index: AtomicU64,
+    /// The applied index, for readers waiting for it to reach a read index.
+    applied: watch::Sender<u64>,
+    /// The backend file's size, for the quota check before proposing.
+    pub db_size: AtomicU64,
+    /// The newest (index, term) the backend holds durably: the WAL before it
+    /// may be released.
+    durable: Mutex<(u64, u64)>,
+    /// Proposals handed to Raft, by id, waiting to be applied.
+    pub(crate) proposals: Mutex<HashMap<u64, ProposalReply>>,
+    /// Read transactions held for snapshots on their way to a peer, by peer
+    /// id: (snapshot index, the state it stands for).
+    pub(crate) outgoing_snapshots: Mutex<HashMap<u64, (u64, ReadTx)>>,
+    /// The Raft loop or the applier stopped: on a disk error, with the
+    /// reason in `failure`. The member answers nothing any more.
     pub stopped: AtomicBool,
+    pub failure: OnceLock<String>,
     /// This member was removed from the cluster: it must stop for good.
     pub removed: AtomicBool,
     /// This member is a learner: it may serve only serializable reads.
@@ -125,10 +162,35 @@ pub struct Shared {
     /// the auth checks; never leaves the member.
     pub internal_token: String,
     /// The --auth-token jwt key, when tokens are JWTs (set before serving).
-    pub jwt: std::sync::OnceLock<Arc<crate::auth::jwt::JwtTokens>>,
+    pub jwt: OnceLock<Arc<crate::auth::jwt::JwtTokens>>,
 }
 
 impl Shared {
+    fn new(sm: StateMachine) -> Shared {
+        let applied = sm.applied_index;
+        let db_size = sm.db_size();
+        Shared {
+            term: AtomicU64::new(0),
+            leader_id: AtomicU64::new(0),
+            commit_index: AtomicU64::new(0),
+            last_index: AtomicU64::new(0),
+            applied_index: AtomicU64::new(applied),
+            applied: watch::Sender::new(applied),
+            db_size: AtomicU64::new(db_size),
+            sm: RwLock::new(sm),
+            durable: Mutex::new((applied, 0)),
+            proposals: Mutex::new(HashMap::new()),
+            outgoing_snapshots: Mutex::new(HashMap::new()),
+            stopped: AtomicBool::new(false),
+            failure: OnceLock::new(),
+            removed: AtomicBool::new(false),
+            learner: AtomicBool::new(false),
+            leader_changes: AtomicU64::new(0),
+            internal_token: crate::auth::random_token(),
+            jwt: OnceLock::new(),
+        }
+    }
+
     pub fn term(&self) -> u64 {
         self.term.load(Ordering::Acquire)
     }
@@ -136,25 +198,77 @@ impl Shared {
     pub fn leader(&self) -> u64 {
         self.leader_id.load(Ordering::Acquire)
     }
+
+    /// Whether the member stopped serving (its Raft loop or applier ended).
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Fails with "server stopped" once the member stopped: a member whose
+    /// Raft loop died must not go on answering from a state nobody updates.
+    pub fn check_running(&self) -> Result<(), Status> {
+        if self.stopped() {
+            return Err(errors::stopped());
+        }
+        Ok(())
+    }
+
+    /// Stops the member for good after a failure it cannot recover from (a
+    /// WAL or backend write that failed): etcd's fail-stop.
+    pub(crate) fn fail(&self, reason: String) {
+        if self.failure.set(reason.clone()).is_ok() {
+            log::error!("{reason}");
+        }
+        self.stopped.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn set_applied(&self, index: u64) {
+        self.applied_index.store(index, Ordering::Release);
+        self.applied.send_replace(index);
+    }
+
+    pub(crate) fn set_durable(&self, index: u64, term: u64) {
+        *self.durable.lock().expect("durable poisoned") = (index, term);
+    }
+
+    pub(crate) fn durable(&self) -> (u64, u64) {
+        *self.durable.lock().expect("durable poisoned")
+    }
+
+    /// Waits until the applier has applied `index`.
+    pub async fn wait_applied(&self, index: u64) -> Result<(), Status> {
+        let mut rx = self.applied.subscribe();
+        let reached = rx
+            .wait_for(|applied| *applied >= index || self.stopped())
+            .await
+            .is_ok();
+        if !reached {
+            return Err(errors::stopped());
+        }
+        self.check_running()
+    }
 }
 
 /// A cheap, cloneable way to talk to the Raft loop.
 #[derive(Clone)]
 pub struct NodeHandle {
     tx: mpsc::Sender<Msg>,
+    jobs: mpsc::Sender<applier::Job>,
     pub shared: Arc<Shared>,
     pub config: Arc<NodeConfig>,
 }
 
-/// The running loop; dropping it does not stop it, [`Node::stop`] does.
+/// The running threads; dropping them does not stop them, [`Node::stop`] does.
 pub struct Node {
     handle: NodeHandle,
-    thread: Option<JoinHandle<()>>,
+    raft: Option<JoinHandle<()>>,
+    applier: Option<JoinHandle<()>>,
 }
 
 impl Node {
-    /// Recovers from the data dir and starts the loop thread. Without a
-    /// transport the member cannot talk to peers (a lone member needs none).
+    /// Recovers from the data dir and starts the Raft loop and the applier.
+    /// Without a transport the member cannot talk to peers (a lone member
+    /// needs none).
     pub fn start(
         mut config: NodeConfig,
         bridge: Arc<Bridge>,
@@ -164,61 +278,71 @@ impl Node {
         recovered.wal.time_fsyncs(config.metrics.wal_fsync.clone());
         config.id = recovered.id;
         config.cluster_id = recovered.cluster_id;
-        let shared = Arc::new(Shared {
-            sm: RwLock::new(recovered.state),
-            term: AtomicU64::new(0),
-            leader_id: AtomicU64::new(0),
-            commit_index: AtomicU64::new(0),
-            last_index: AtomicU64::new(0),
-            applied_index: AtomicU64::new(0),
-            stopped: AtomicBool::new(false),
-            removed: AtomicBool::new(false),
-            learner: AtomicBool::new(false),
-            leader_changes: AtomicU64::new(0),
-            internal_token: crate::auth::random_token(),
-            jwt: std::sync::OnceLock::new(),
-        });
+        let shared = Arc::new(Shared::new(recovered.state));
         let (tx, rx) = mpsc::channel();
+        let (jobs, job_rx) = mpsc::channel();
+        let jobs_for_handle = jobs.clone();
         let config = Arc::new(config);
-        let store =
-            log_store::LogStore::new(recovered.storage, shared.clone(), config.metrics.clone());
+        let store = log_store::LogStore::new(recovered.storage, shared.clone());
         let node = ready_loop::raw_node(&config, &shared, store)?;
+        let replayed_until = node.raft.raft_log.committed;
+        let members: Vec<MemberRecord> = {
+            let sm = shared.sm.read().expect("state poisoned");
+            sm.membership.members().cloned().collect()
+        };
+        let learner = members.iter().any(|m| m.id == config.id && m.is_learner);
+        shared.learner.store(learner, Ordering::Release);
         if let Some(t) = &transport {
             t.attach(
                 NodeLink {
                     inbox: tx.clone(),
                     shared: shared.clone(),
+                    snap_dir: recovery::backend_path(&config.data_dir)
+                        .parent()
+                        .expect("the backend is in a directory")
+                        .to_path_buf(),
                 },
                 config.id,
                 config.cluster_id,
             );
-            let members: Vec<MemberRecord> = shared
-                .sm
-                .read()
-                .expect("state poisoned")
-                .membership
-                .members()
-                .cloned()
-                .collect();
             t.set_peers(&members);
         }
+        let mut applier = applier::Applier::new(
+            config.clone(),
+            shared.clone(),
+            bridge.clone(),
+            transport.clone(),
+            tx.clone(),
+            job_rx,
+            replayed_until,
+        );
+        let applier = std::thread::Builder::new()
+            .name("etcdcore-apply".into())
+            .spawn(move || applier.run())
+            .map_err(|e| RecoveryError(format!("cannot start the apply thread: {e}")))?;
         let mut lp = ready_loop::ReadyLoop::new(
             config.clone(),
             node,
             recovered.wal,
-            recovered.snapshotter,
             shared.clone(),
             bridge,
             transport,
             rx,
+            jobs,
         );
-        let thread = std::thread::Builder::new()
+        let raft = std::thread::Builder::new()
             .name("etcdcore-raft".into())
             .spawn(move || lp.run())
             .map_err(|e| RecoveryError(format!("cannot start the raft thread: {e}")))?;
         Ok(Node {
-            handle: NodeHandle { tx, shared, config },
-            thread: Some(thread),
+            handle: NodeHandle {
+                tx,
+                jobs: jobs_for_handle,
+                shared,
+                config,
+            },
+            raft: Some(raft),
+            applier: Some(applier),
         })
     }
 
@@ -226,10 +350,14 @@ impl Node {
         self.handle.clone()
     }
 
-    /// Finishes what is in flight, fsyncs and joins the loop thread.
+    /// Finishes what is in flight: the Raft loop fsyncs and stops, the
+    /// applier applies what it was handed, commits durably and stops.
     pub fn stop(&mut self) {
         let _ = self.handle.tx.send(Msg::Stop);
-        if let Some(t) = self.thread.take() {
+        if let Some(t) = self.raft.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.applier.take() {
             let _ = t.join();
         }
     }
@@ -279,11 +407,25 @@ impl NodeHandle {
     /// was made, with leadership confirmed (Raft ReadIndex): after it returns, a
     /// read of the local store is linearizable.
     pub async fn read_index(&self) -> Result<(), Status> {
+        self.shared.check_running()?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::ReadIndex { reply })
             .map_err(|_| errors::stopped())?;
-        rx.await.unwrap_or_else(|_| Err(errors::stopped()))
+        let index = rx.await.unwrap_or_else(|_| Err(errors::stopped()))?;
+        self.shared.wait_applied(index).await
+    }
+
+    /// Has the applier compact the backend file (Maintenance.Defragment):
+    /// returns its size (before, after).
+    pub fn defragment_blocking(&self) -> Result<(u64, u64), Status> {
+        self.shared.check_running()?;
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(applier::Job::Defragment { reply })
+            .map_err(|_| errors::stopped())?;
+        rx.blocking_recv()
+            .unwrap_or_else(|_| Err(errors::stopped()))
     }
 }
 

@@ -1,20 +1,25 @@
-//! The Ready loop: collect proposals and peer messages, let raft-rs order
-//! them, persist with one fsync, apply, answer. One turn of the loop:
+//! The Raft loop: collect proposals and peer messages, let raft-rs order
+//! them, persist with one fsync, send, and hand what committed to the
+//! applier. One turn of the loop:
 //!
 //! 1. wait for work or the next tick, then take everything queued (the batch);
-//! 2. `ready()`: send what the leader may send before persisting, install a
-//!    snapshot from the leader, apply committed entries, append new entries and
-//!    the hard state to the WAL, ONE fsync for all of it, then send the
-//!    messages that had to wait for it (a follower's acks);
-//! 3. `advance()`: apply what that made committed, answer the proposers, hand the
-//!    batch's events to the watch hub in one bridge item;
-//! 4. snapshot when `snapshot_count` entries were applied since the last one.
+//! 2. `ready()`: send what the leader may send before persisting, take in a
+//!    snapshot from the leader, hand committed entries to the applier, append
+//!    new entries and the hard state to the WAL, ONE fsync for all of it, then
+//!    send the messages that had to wait for it (a follower's acks);
+//! 3. `advance()`: hand over what that made committed, answer ReadIndex
+//!    requests with their read index;
+//! 4. every `snapshot_count` entries the backend holds durably, mark a
+//!    snapshot in the WAL and release what is before it.
 //!
-//! The backend quota is checked here too (see [`crate::quota`]): a write
-//! that does not fit is not proposed; this member raises its NOSPACE alarm
-//! and the caller gets "database space exceeded" once the alarm is applied.
+//! The loop never applies, reads the state or waits on the applier, except
+//! for a batch holding a configuration change (raft-rs must learn of it in
+//! log order, as etcd's raft loop waits for such an apply). The backend quota
+//! is checked here too (see [`crate::quota`]): a write that does not fit is
+//! not proposed; this member raises its NOSPACE alarm and the caller gets
+//! "database space exceeded" once the alarm is applied.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -28,18 +33,16 @@ use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
 use tonic::Status;
 
-use super::log_store::LogStore;
+use super::applier::Job;
+use super::log_store::{LogStore, SNAPSHOT_DATA};
 use super::{Applied, Msg, NodeConfig, ProposalReply, RecoveryError, Shared};
 use crate::bridge::{Bridge, Item};
 use crate::errors;
 use crate::membership::Change;
 use crate::pb::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType};
 use crate::pb::internal::internal_request::Request;
-use crate::pb::internal::{ConfChangeContext, EventBatch, InternalRequest, MemberRecord};
-use crate::pb::mvccpb::Event;
+use crate::pb::internal::{ConfChangeContext, InternalRequest};
 use crate::quota::{self, Quota};
-use crate::snap::Snapshotter;
-use crate::state_machine::{Outcome, StateMachine};
 use crate::transport::Transport;
 use crate::wal::Wal;
 
@@ -52,11 +55,9 @@ const READ_RETRY: Duration = Duration::from_millis(500);
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most proposals folded into one Ready (bounds latency under load).
 const MAX_BATCH: usize = 4096;
-/// Event batches Python may have waiting before the loop waits for it: the
-/// watch hub's backlog stays bounded, and writes slow down to the pace watchers
-/// are served at instead of piling events up in memory (etcd's watchable store
-/// slows writers the same way).
-const MAX_PENDING_EVENT_BATCHES: usize = 16;
+/// etcd's maxGapBetweenApplyAndCommitIndex: proposals are refused ("too many
+/// requests") while the applier is this far behind what committed.
+const MAX_APPLY_LAG: u64 = 5000;
 /// Snapshots keep this many entries behind them, for followers that lag a little.
 const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
 /// etcd promotes a learner only once it has this share of the leader's log.
@@ -109,7 +110,8 @@ struct Stalled {
     deadline: Instant,
 }
 
-type ReadReply = oneshot::Sender<Result<(), Status>>;
+type ReadReply = oneshot::Sender<Result<u64, Status>>;
+type TransferReply = oneshot::Sender<Result<(), Status>>;
 
 struct ReadBatch {
     waiters: Vec<ReadReply>,
@@ -126,7 +128,7 @@ struct NoSpaceAlarm {
 
 struct Transfer {
     to: u64,
-    reply: ReadReply,
+    reply: TransferReply,
     deadline: Instant,
 }
 
@@ -134,24 +136,22 @@ pub(super) struct ReadyLoop {
     cfg: Arc<NodeConfig>,
     node: RawNode<LogStore>,
     wal: Wal,
-    snapshotter: Snapshotter,
     shared: Arc<Shared>,
     bridge: Arc<Bridge>,
     transport: Option<Arc<Transport>>,
     rx: mpsc::Receiver<Msg>,
+    applier: mpsc::Sender<Job>,
     next_id: u64,
-    pending: HashMap<u64, (ProposalReply, Instant)>,
+    /// When each proposal handed to Raft (and waiting in `shared.proposals`)
+    /// times out.
+    deadlines: BTreeSet<(Instant, u64)>,
     stalled: Vec<Stalled>,
     read_waiters: Vec<ReadReply>,
     next_read_ctx: u64,
     reads_in_raft: HashMap<u64, ReadBatch>,
-    reads_to_apply: Vec<(u64, ReadReply)>,
     transfers: Vec<Transfer>,
     quota: Quota,
     no_space_alarm: Option<NoSpaceAlarm>,
-    /// Entries up to here were committed before this start: re-applying
-    /// them must not raise alarms again (one may have been disarmed since).
-    replayed_until: u64,
     last_snapshot_index: u64,
     was_leader: bool,
     stopping: bool,
@@ -163,36 +163,33 @@ impl ReadyLoop {
         cfg: Arc<NodeConfig>,
         node: RawNode<LogStore>,
         wal: Wal,
-        snapshotter: Snapshotter,
         shared: Arc<Shared>,
         bridge: Arc<Bridge>,
         transport: Option<Arc<Transport>>,
         rx: mpsc::Receiver<Msg>,
+        applier: mpsc::Sender<Job>,
     ) -> ReadyLoop {
-        let last_snapshot_index = shared.sm.read().expect("state poisoned").applied_index;
+        let last_snapshot_index = shared.applied_index.load(Ordering::Acquire);
         let cfg_id = cfg.id;
         let quota = Quota::new(cfg.quota_backend_bytes);
-        let replayed_until = node.raft.raft_log.committed;
         ReadyLoop {
             cfg,
             node,
             wal,
-            snapshotter,
             shared,
             bridge,
             transport,
             rx,
+            applier,
             next_id: first_proposal_id(cfg_id),
-            pending: HashMap::new(),
+            deadlines: BTreeSet::new(),
             stalled: Vec::new(),
             read_waiters: Vec::new(),
             next_read_ctx: 1,
             reads_in_raft: HashMap::new(),
-            reads_to_apply: Vec::new(),
             transfers: Vec::new(),
             quota,
             no_space_alarm: None,
-            replayed_until,
             last_snapshot_index,
             was_leader: false,
             stopping: false,
@@ -200,7 +197,6 @@ impl ReadyLoop {
     }
 
     pub(super) fn run(&mut self) {
-        self.membership_changed();
         // A lone voter need not wait out an election timeout.
         let voters = self
             .shared
@@ -238,21 +234,32 @@ impl ReadyLoop {
             self.submit_reads();
             if let Err(e) = self.on_ready() {
                 // The WAL failed: nothing more can be made durable.
-                log::error!("raft loop stopping: {e}");
+                self.shared.fail(format!("raft loop stopping: {e}"));
                 self.stopping = true;
             }
             self.answer_no_space();
             // etcd's gauge counts proposals from their hand-off to Raft to
             // their answer; ours also those waiting for a leader to hand to.
-            self.cfg.metrics.proposals_pending.store(
-                (self.pending.len() + self.stalled.len()) as u64,
-                Ordering::Relaxed,
-            );
-            if self.shared.removed.load(Ordering::Acquire) {
+            let handed = self
+                .shared
+                .proposals
+                .lock()
+                .expect("proposals poisoned")
+                .len();
+            self.cfg
+                .metrics
+                .proposals_pending
+                .store((handed + self.stalled.len()) as u64, Ordering::Relaxed);
+            if self.shared.removed.load(Ordering::Acquire) || self.shared.stopped() {
                 self.stopping = true;
             }
             if self.stopping {
                 self.shutdown();
+                if let Some(reason) = self.shared.failure.get() {
+                    self.bridge.push(Item::Failed {
+                        reason: reason.clone(),
+                    });
+                }
                 return;
             }
         }
@@ -261,6 +268,10 @@ impl ReadyLoop {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Propose { request, reply } => {
+                if self.applier_lags() {
+                    let _ = reply.send(Err(errors::too_many_requests()));
+                    return;
+                }
                 if !self.fits_quota(&request) {
                     self.refuse_no_space(Some(reply));
                     return;
@@ -291,8 +302,28 @@ impl ReadyLoop {
                 self.node.report_snapshot(to, status);
             }
             Msg::Removed => self.mark_removed(),
+            Msg::NoSpace(waiters) => {
+                self.refuse_no_space(None);
+                match &mut self.no_space_alarm {
+                    Some(alarm) => alarm.waiters.extend(waiters),
+                    None => {
+                        for w in waiters {
+                            let _ = w.send(Err(errors::no_space()));
+                        }
+                    }
+                }
+            }
+            // The turn that follows looks at what changed.
+            Msg::Applied => {}
             Msg::Stop => self.stopping = true,
         }
+    }
+
+    /// etcd refuses proposals while its applier is far behind the commit
+    /// index: the queue for the applier would only grow.
+    fn applier_lags(&self) -> bool {
+        let applied = self.shared.applied_index.load(Ordering::Acquire);
+        self.node.raft.raft_log.committed > applied + MAX_APPLY_LAG
     }
 
     fn take_id(&mut self) -> u64 {
@@ -306,8 +337,8 @@ impl ReadyLoop {
     fn fits_quota(&self, request: &Request) -> bool {
         let cost = quota::cost(request);
         cost == 0 || {
-            let size = self.shared.sm.read().expect("state poisoned").db_size();
-            self.quota.allows(size, cost)
+            let size = self.shared.db_size.load(Ordering::Acquire);
+            self.quota.allows(size as usize, cost)
         }
     }
 
@@ -391,7 +422,12 @@ impl ReadyLoop {
         };
         match result {
             Ok(()) => {
-                self.pending.insert(id, (reply, deadline));
+                self.shared
+                    .proposals
+                    .lock()
+                    .expect("proposals poisoned")
+                    .insert(id, reply);
+                self.deadlines.insert((deadline, id));
             }
             Err(_) => self.stalled.push(Stalled {
                 proposal,
@@ -460,7 +496,7 @@ impl ReadyLoop {
         Ok(())
     }
 
-    fn transfer_leader(&mut self, to: u64, reply: ReadReply) {
+    fn transfer_leader(&mut self, to: u64, reply: TransferReply) {
         if self.node.raft.state != StateRole::Leader {
             let _ = reply.send(Err(errors::not_leader()));
             return;
@@ -498,14 +534,18 @@ impl ReadyLoop {
             failed.fetch_add(1, Ordering::Relaxed);
             let _ = s.reply.send(Err(errors::timed_out()));
         }
-        let late: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, (_, deadline))| *deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in late {
-            if let Some((reply, _)) = self.pending.remove(&id) {
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let late = self
+                .shared
+                .proposals
+                .lock()
+                .expect("proposals poisoned")
+                .remove(&id);
+            if let Some(reply) = late {
                 failed.fetch_add(1, Ordering::Relaxed);
                 let _ = reply.send(Err(errors::timed_out()));
             }
@@ -577,6 +617,7 @@ impl ReadyLoop {
 
     fn on_ready(&mut self) -> Result<(), String> {
         if !self.node.has_ready() {
+            self.maybe_snapshot()?;
             return Ok(());
         }
         let mut rd = self.node.ready();
@@ -599,11 +640,10 @@ impl ReadyLoop {
         // and it overlaps the fsync with the followers' work).
         self.send(rd.take_messages());
 
-        let mut events = Vec::new();
-        if !rd.snapshot().get_data().is_empty() {
-            self.install_snapshot(rd.snapshot().clone(), &mut events)?;
+        if !rd.snapshot().is_empty() {
+            self.install_snapshot(rd.snapshot().clone())?;
         }
-        self.apply(rd.take_committed_entries(), &mut events);
+        self.hand_off(rd.take_committed_entries());
 
         if !rd.entries().is_empty() {
             let encoded: Vec<(u64, u64, Vec<u8>)> = rd
@@ -632,8 +672,10 @@ impl ReadyLoop {
         for rs in rd.take_read_states() {
             let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]));
             if let Some(batch) = self.reads_in_raft.remove(&ctx) {
-                self.reads_to_apply
-                    .extend(batch.waiters.into_iter().map(|w| (rs.index, w)));
+                // The readers wait for the applier to reach the index.
+                for w in batch.waiters {
+                    let _ = w.send(Ok(rs.index));
+                }
             }
         }
         // A follower's acks promise durability: only after the fsync.
@@ -648,13 +690,46 @@ impl ReadyLoop {
             self.persist_hard_state(hs);
         }
         self.send(light.take_messages());
-        self.apply(light.take_committed_entries(), &mut events);
+        self.hand_off(light.take_committed_entries());
         self.node.advance_apply();
 
-        self.publish(events);
-        self.release_reads();
+        let li = self.node.raft.raft_log.last_index();
+        self.shared.last_index.store(li, Ordering::Release);
+        self.shared
+            .commit_index
+            .store(self.node.raft.raft_log.committed, Ordering::Release);
         self.retry_stalled();
         self.maybe_snapshot()
+    }
+
+    /// Hands committed entries to the applier. A batch with a configuration
+    /// change is waited for, and the changes the applier accepted are applied
+    /// to raft-rs, in log order.
+    fn hand_off(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let has_conf = entries
+            .iter()
+            .any(|e| e.get_entry_type() == EntryType::EntryConfChange);
+        if !has_conf {
+            let _ = self.applier.send(Job::Apply {
+                entries,
+                conf: None,
+            });
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        let _ = self.applier.send(Job::Apply {
+            entries,
+            conf: Some(tx),
+        });
+        // Nothing comes back if the applier stopped; the loop then stops too.
+        for cc in rx.recv().unwrap_or_default() {
+            if let Err(e) = self.node.apply_conf_change(&cc) {
+                log::error!("raft refused conf change for node {:x}: {e}", cc.node_id);
+            }
+        }
     }
 
     fn finish_transfers(&mut self, leader: u64) {
@@ -672,15 +747,17 @@ impl ReadyLoop {
         self.node.mut_store().mem.wl().set_hardstate(hs);
     }
 
-    /// Replaces the state machine with the leader's snapshot: this member was
-    /// too far behind for the log the leader still holds.
-    fn install_snapshot(&mut self, snap: Snapshot, events: &mut Vec<Event>) -> Result<(), String> {
+    /// Takes in the leader's snapshot: this member was too far behind for the
+    /// log the leader still holds. The transport received the leader's
+    /// backend into `{index}.snap.db` before raft-rs saw the message; the WAL
+    /// mark makes a restart finish the swap if the applier could not.
+    fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), String> {
         let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
-        let state = StateMachine::decode_snapshot(snap.get_data())
-            .map_err(|e| format!("snapshot from the leader at index {index}: {e}"))?;
-        self.snapshotter
-            .save(index, term, snap.get_data())
-            .map_err(|e| format!("snapshot: {e}"))?;
+        if snap.get_data() != SNAPSHOT_DATA {
+            return Err(format!(
+                "the leader's snapshot at index {index} is not a backend snapshot"
+            ));
+        }
         self.wal.mark_snapshot(index, term);
         self.wal.sync().map_err(|e| e.to_string())?;
         self.node
@@ -689,202 +766,16 @@ impl ReadyLoop {
             .wl()
             .apply_snapshot(snap)
             .map_err(|e| format!("raft: {e}"))?;
-        {
-            let mut sm = self.shared.sm.write().expect("state poisoned");
-            // Watchers on this member must still see every revision once: hand
-            // them what the snapshot skipped, from its history.
-            let from = sm.store.current_revision() + 1;
-            if let Ok(skipped) = state.store.events_since(&[0], &[0], from, 0) {
-                events.extend(skipped);
-            }
-            *sm = state;
-        }
-        self.shared.applied_index.store(index, Ordering::Release);
+        let _ = self.applier.send(Job::InstallSnapshot { index });
         self.last_snapshot_index = index;
-        log::info!("installed the leader's snapshot at index {index} (term {term})");
-        self.membership_changed();
+        log::info!("applying the leader's snapshot at index {index} (term {term})");
         Ok(())
-    }
-
-    fn apply(&mut self, entries: Vec<Entry>, events: &mut Vec<Event>) {
-        if entries.is_empty() {
-            return;
-        }
-        let term = self.node.raft.term;
-        let mut membership_changed = false;
-        let mut raise_no_space = false;
-        let mut over_quota = Vec::new();
-        // Our backend commit (etcd_disk_backend_commit_duration_seconds):
-        // the MVCC store lives in memory and is made durable by the WAL and
-        // snapshots, so the step where a batch of committed entries enters
-        // the backend and becomes visible to readers is this one, under
-        // the state's write lock, from taking it to releasing it.
-        let commit_started = Instant::now();
-        let mut sm = self.shared.sm.write().expect("state poisoned");
-        for entry in entries {
-            if entry.index <= sm.applied_index {
-                // Already part of the snapshot this member installed.
-                continue;
-            }
-            sm.applied_index = entry.index;
-            sm.applied_term = entry.term;
-            match entry.get_entry_type() {
-                EntryType::EntryNormal if !entry.data.is_empty() => {
-                    let req = match InternalRequest::decode(entry.data.as_ref()) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            // Every member decodes the same bytes, so skipping
-                            // keeps them identical; it can only come from a bug.
-                            log::error!("entry {} is not an InternalRequest: {e}", entry.index);
-                            continue;
-                        }
-                    };
-                    let Some(request) = req.request.as_ref() else {
-                        continue;
-                    };
-                    let cost = quota::cost(request);
-                    let fits = self.quota.allows(sm.db_size(), cost);
-                    let capped = sm.no_space();
-                    let mut result = sm.apply(request, events);
-                    if matches!(result, Ok(Outcome::Membership)) {
-                        membership_changed = true;
-                    }
-                    let revision = sm.store.current_revision();
-                    let reply = self.pending.remove(&req.id).map(|(reply, _)| reply);
-                    if !fits && result.is_ok() {
-                        // etcd's quota applier: a write that raced past the
-                        // check before proposing is applied on every member,
-                        // but answered as refused, and raises the alarm.
-                        result = Err(errors::no_space());
-                        if !capped && entry.index > self.replayed_until {
-                            over_quota.extend(reply);
-                            raise_no_space = true;
-                            continue;
-                        }
-                    }
-                    if let Some(reply) = reply {
-                        let _ = reply.send(result.map(|outcome| Applied {
-                            outcome,
-                            revision,
-                            term,
-                        }));
-                    }
-                }
-                EntryType::EntryConfChange => {
-                    let Some((cc, ctx)) = decode_conf_change(&entry) else {
-                        continue;
-                    };
-                    let member = ctx.member.clone().unwrap_or_default();
-                    let change = match cc.get_change_type() {
-                        ConfChangeType::RemoveNode => Change::Remove(cc.node_id),
-                        ConfChangeType::AddNode
-                            if sm.membership.get(cc.node_id).is_some_and(|m| m.is_learner) =>
-                        {
-                            Change::Promote(cc.node_id)
-                        }
-                        _ => Change::Add(member),
-                    };
-                    // Checked again here: another change may have committed
-                    // since this one was proposed.
-                    let result = sm.membership.check(&change).map(|()| {
-                        sm.membership.apply(&change);
-                        if let Err(e) = self.node.apply_conf_change(&cc) {
-                            log::error!("raft refused conf change at {}: {e}", entry.index);
-                        }
-                        membership_changed = true;
-                        Applied {
-                            outcome: Outcome::Membership,
-                            revision: sm.store.current_revision(),
-                            term,
-                        }
-                    });
-                    if let Some((reply, _)) = self.pending.remove(&ctx.id) {
-                        let _ = reply.send(result);
-                    }
-                }
-                _ => {}
-            }
-        }
-        self.shared
-            .applied_index
-            .store(sm.applied_index, Ordering::Release);
-        drop(sm);
-        self.cfg
-            .metrics
-            .backend_commit
-            .observe(commit_started.elapsed());
-        if membership_changed {
-            self.membership_changed();
-        }
-        if raise_no_space {
-            self.refuse_no_space(None);
-            if let Some(alarm) = &mut self.no_space_alarm {
-                alarm.waiters.append(&mut over_quota);
-            }
-        }
-        for w in over_quota {
-            let _ = w.send(Err(errors::no_space()));
-        }
-    }
-
-    /// Points the transport at the current members; stops this member once it
-    /// has been removed (etcd: "the member has been permanently removed").
-    fn membership_changed(&mut self) {
-        let (members, removed, learner) = {
-            let sm = self.shared.sm.read().expect("state poisoned");
-            let members: Vec<MemberRecord> = sm.membership.members().cloned().collect();
-            let learner = sm.membership.get(self.cfg.id).is_some_and(|m| m.is_learner);
-            (members, sm.membership.is_removed(self.cfg.id), learner)
-        };
-        self.shared.learner.store(learner, Ordering::Release);
-        if let Some(t) = &self.transport {
-            t.set_peers(&members);
-        }
-        if removed {
-            self.mark_removed();
-        }
     }
 
     fn mark_removed(&mut self) {
         if !self.shared.removed.swap(true, Ordering::AcqRel) {
             log::warn!("the member has been permanently removed from the cluster");
             self.bridge.push(Item::Removed);
-        }
-    }
-
-    /// One bridge item per turn, whatever the number of revisions in it.
-    fn publish(&mut self, events: Vec<Event>) {
-        let li = self.node.raft.raft_log.last_index();
-        self.shared.last_index.store(li, Ordering::Release);
-        self.shared
-            .commit_index
-            .store(self.node.raft.raft_log.committed, Ordering::Release);
-        if events.is_empty() || !self.bridge.event_feed() {
-            return;
-        }
-        let revision = events
-            .last()
-            .and_then(|e| e.kv.as_ref())
-            .map(|kv| kv.mod_revision)
-            .unwrap_or_default();
-        let batch = EventBatch { revision, events }.encode_to_vec();
-        while self.bridge.pending_event_batches() >= MAX_PENDING_EVENT_BATCHES
-            && self.bridge.event_feed()
-        {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        self.bridge.push(Item::Events { revision, batch });
-    }
-
-    fn release_reads(&mut self) {
-        let applied = self.shared.applied_index.load(Ordering::Acquire);
-        let (ready, waiting): (Vec<_>, Vec<_>) = self
-            .reads_to_apply
-            .drain(..)
-            .partition(|(index, _)| *index <= applied);
-        self.reads_to_apply = waiting;
-        for (_, w) in ready {
-            let _ = w.send(Ok(()));
         }
     }
 
@@ -897,41 +788,29 @@ impl ReadyLoop {
         }
     }
 
+    /// Every `snapshot_count` entries the backend holds durably: a snapshot
+    /// mark in the WAL (the backend is the snapshot's data), the WAL segments
+    /// before it released, and raft-rs's in-memory log compacted.
     fn maybe_snapshot(&mut self) -> Result<(), String> {
-        let applied = self.shared.applied_index.load(Ordering::Acquire);
-        if applied < self.last_snapshot_index + self.cfg.snapshot_count {
+        let (durable, term) = self.shared.durable();
+        if durable < self.last_snapshot_index + self.cfg.snapshot_count {
             return Ok(());
         }
-        self.snapshot(applied)
-    }
-
-    /// Saves the state machine, then releases the WAL segments and in-memory
-    /// log entries it covers.
-    fn snapshot(&mut self, applied: u64) -> Result<(), String> {
-        let (data, term) = {
-            let sm = self.shared.sm.read().expect("state poisoned");
-            (sm.encode_snapshot(), sm.applied_term)
-        };
-        self.snapshotter
-            .save(applied, term, &data)
-            .map_err(|e| format!("snapshot: {e}"))?;
-        self.wal.mark_snapshot(applied, term);
+        self.wal.mark_snapshot(durable, term);
         self.wal.sync().map_err(|e| e.to_string())?;
-        self.wal.release_to(applied).map_err(|e| e.to_string())?;
-        let _ = self.snapshotter.purge(5);
-        let keep_from = applied.saturating_sub(SNAPSHOT_CATCH_UP_ENTRIES).max(1);
+        self.wal.release_to(durable).map_err(|e| e.to_string())?;
+        let keep_from = durable.saturating_sub(SNAPSHOT_CATCH_UP_ENTRIES).max(1);
         let _ = self.node.mut_store().mem.wl().compact(keep_from);
-        self.last_snapshot_index = applied;
-        log::info!("saved snapshot at index {applied}");
+        self.last_snapshot_index = durable;
+        log::info!("saved snapshot at index {durable}");
         Ok(())
     }
 
     fn shutdown(&mut self) {
         // Whatever is durable stays; nobody waits on what was not.
         let _ = self.wal.sync();
-        for (_, (reply, _)) in self.pending.drain() {
-            let _ = reply.send(Err(errors::stopped()));
-        }
+        // The applier finishes what it was handed, then answers the rest.
+        let _ = self.applier.send(Job::Stop);
         for s in self.stalled.drain(..) {
             let _ = s.reply.send(Err(errors::stopped()));
         }
@@ -942,9 +821,6 @@ impl ReadyLoop {
             for w in b.waiters {
                 let _ = w.send(Err(errors::stopped()));
             }
-        }
-        for (_, w) in self.reads_to_apply.drain(..) {
-            let _ = w.send(Err(errors::stopped()));
         }
         for t in self.transfers.drain(..) {
             let _ = t.reply.send(Err(errors::stopped()));
@@ -958,25 +834,5 @@ impl ReadyLoop {
             t.stop();
         }
         self.shared.stopped.store(true, Ordering::Release);
-    }
-}
-
-fn decode_conf_change(entry: &Entry) -> Option<(ConfChange, ConfChangeContext)> {
-    let cc = match ConfChange::parse_from_bytes(&entry.data) {
-        Ok(cc) => cc,
-        Err(e) => {
-            log::error!("entry {} is not a ConfChange: {e}", entry.index);
-            return None;
-        }
-    };
-    match ConfChangeContext::decode(cc.context.as_ref()) {
-        Ok(ctx) => Some((cc, ctx)),
-        Err(e) => {
-            log::error!(
-                "conf change at {} has no readable context: {e}",
-                entry.index
-            );
-            None
-        }
     }
 }

@@ -77,7 +77,6 @@ fn admit(node: &NodeHandle, caller: &Caller, method: &str, message: &[u8]) -> Ad
 const STREAMING: &[&str] = &[
     "/etcdserverpb.Watch/Watch",
     "/etcdserverpb.Lease/LeaseKeepAlive",
-    "/etcdserverpb.Maintenance/Snapshot",
     "/v3electionpb.Election/Observe",
 ];
 
@@ -162,7 +161,10 @@ where
         let mut grpc = Grpc::new(RawCodec)
             .apply_max_message_size_config(Some(self.max_decoding), Some(usize::MAX));
         Box::pin(async move {
-            let resp = if STREAMING.contains(&method.as_str()) {
+            let resp = if method == super::snapshot::METHOD {
+                grpc.streaming(super::snapshot::SnapshotCall { node }, req)
+                    .await
+            } else if STREAMING.contains(&method.as_str()) {
                 grpc.streaming(
                     StreamCall {
                         bridge,

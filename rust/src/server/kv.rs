@@ -99,6 +99,10 @@ fn raft_entry_len(member_id: u64, body: usize) -> usize {
     2 + encoded_len_varint(header as u64) + header + 1 + encoded_len_varint(body as u64) + body
 }
 
+fn backend_status(e: crate::backend::BackendError) -> Status {
+    Status::from(crate::mvcc::MvccError::Backend(e.to_string()))
+}
+
 fn unexpected(o: Outcome) -> Status {
     Status::internal(format!("etcdcore: unexpected apply outcome {o:?}"))
 }
@@ -112,9 +116,21 @@ impl Kv for KvService {
         if !r.serializable {
             self.read_index().await?;
         }
-        let sm = self.node.shared.sm.read().expect("state poisoned");
-        let mut resp = sm.store.range(&r)?;
-        resp.header = self.header(sm.store.current_revision(), self.node.shared.term());
+        self.node.shared.check_running()?;
+        // The index is read under the state's lock; the values from the read
+        // transaction taken with it, after, so a big range never holds up
+        // the applier.
+        let (plan, rtx, revision) = {
+            let sm = self.node.shared.sm.read().expect("state poisoned");
+            let plan = sm.store.plan_range(&r, sm.store.current_revision())?;
+            (
+                plan,
+                sm.read().map_err(backend_status)?,
+                sm.store.current_revision(),
+            )
+        };
+        let mut resp = plan.read(rtx.key_bucket())?;
+        resp.header = self.header(revision, self.node.shared.term());
         Ok(Response::new(resp))
     }
 
@@ -160,8 +176,10 @@ impl Kv for KvService {
             if !validate::txn_is_serializable(&r) {
                 self.read_index().await?;
             }
-            let mut sm = self.node.shared.sm.write().expect("state poisoned");
-            let (mut t, _) = sm.store.txn(&r, &|_| true)?;
+            self.node.shared.check_running()?;
+            let sm = self.node.shared.sm.read().expect("state poisoned");
+            let rtx = sm.read().map_err(backend_status)?;
+            let mut t = sm.store.read_only_txn(rtx.key_bucket(), &r)?;
             t.header = self.header(sm.store.current_revision(), self.node.shared.term());
             return Ok(Response::new(t));
         }

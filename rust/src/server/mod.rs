@@ -2,6 +2,7 @@
 //! bridged to Python. One runtime, one listener per --listen-client-urls entry;
 //! etcd's HTTP endpoints share them through `http_forward`.
 
+mod authority;
 mod bridged;
 pub mod grpc_codec;
 mod grpc_frames;
@@ -10,7 +11,8 @@ mod http_forward;
 pub mod kv;
 pub(crate) mod message_limit;
 mod raw_codec;
-mod validate;
+mod snapshot;
+pub(crate) mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +23,7 @@ use http::{Request, Response};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::rustls::ServerConfig;
+use tokio_stream::StreamExt;
 use tonic::body::BoxBody;
 use tonic::service::Routes;
 use tonic::transport::server::Router;
@@ -31,6 +34,7 @@ use tower::{Layer, Service};
 use crate::bridge::Bridge;
 use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::raft_node::NodeHandle;
+use authority::AuthorityFix;
 use bridged::Bridged;
 use grpc_metrics::Metered;
 use http_forward::HttpForwardLayer;
@@ -72,7 +76,7 @@ where
         }
     };
     if let Some(config) = tls {
-        let incoming = crate::tls::incoming(listener, config);
+        let incoming = crate::tls::incoming(listener, config).map(|c| c.map(AuthorityFix::new));
         return Ok(tokio::spawn(async move {
             if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
                 log::error!("{what} server stopped: {e}");
@@ -83,7 +87,8 @@ where
     // tcp_nodelay only applies to listeners tonic binds itself, and Nagle
     // plus delayed ACKs costs small responses 40 ms.
     let incoming = TcpIncoming::from_listener(listener, true, None)
-        .map_err(|e| std::io::Error::other(format!("listener: {e}")))?;
+        .map_err(|e| std::io::Error::other(format!("listener: {e}")))?
+        .map(|c| c.map(AuthorityFix::new));
     Ok(tokio::spawn(async move {
         if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
             log::error!("{what} server stopped: {e}");

@@ -2,8 +2,10 @@
 //!
 //! Each peer gets one sender task that keeps a client-streaming `Peer.Raft`
 //! call open and writes the raft loop's messages to it in batches. Snapshots go
-//! on their own `Peer.Snapshot` call, in chunks, so a large state never holds
-//! up heartbeats. Sending never blocks the raft loop: a full queue or a broken
+//! on their own `Peer.Snapshot` call: the backend streamed in chunks from a
+//! read transaction on the leader, loaded into a new backend file on the
+//! follower, so a large state never holds up heartbeats and neither side
+//! holds more than a few chunks in memory. Sending never blocks the raft loop: a full queue or a broken
 //! connection drops messages (Raft resends) and reports the peer unreachable.
 //! Raft messages never cross into Python.
 
@@ -33,6 +35,8 @@ const PEER_QUEUE: usize = 4096;
 pub(crate) struct NodeLink {
     pub inbox: mpsc::Sender<Msg>,
     pub shared: Arc<Shared>,
+    /// Where a leader's backend is received (`member/snap`).
+    pub snap_dir: std::path::PathBuf,
 }
 
 struct Peer {

@@ -21,6 +21,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::server::MEMBER_REMOVED;
 use super::Transport;
+use crate::backend::dump;
 use crate::metrics::PeerCounters;
 use crate::pb::peer::peer_client::PeerClient;
 use crate::pb::peer::{RaftBatch, SnapshotChunk};
@@ -28,12 +29,14 @@ use crate::raft_node::Msg;
 
 /// The most messages written as one batch on the stream.
 const MAX_BATCH_MESSAGES: usize = 512;
-/// Snapshot data goes out in pieces of this size.
-const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Snapshot chunks (of about 1 MiB, `dump::CHUNK_BYTES`) read ahead of the
+/// network.
+const SNAPSHOT_CHUNKS_IN_FLIGHT: usize = 4;
 const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// A whole snapshot transfer may take this long before it counts as failed.
-const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// A whole snapshot transfer may take this long before it counts as failed
+/// (a backend of several GB over a slow link).
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The message size limit between members: a batch of entries or a snapshot
 /// chunk, whatever --max-request-bytes allows clients to send.
@@ -244,64 +247,95 @@ pub(super) async fn run(
     }
 }
 
-/// Sends one MsgSnapshot, its data in chunks, and tells Raft how it went.
+/// Sends one MsgSnapshot, then the backend it stands for in chunks (from
+/// the read transaction the snapshot was taken with), and tells Raft how it
+/// went.
 pub(super) async fn send_snapshot(
     t: Arc<Transport>,
     to: u64,
     urls: Vec<String>,
-    mut m: Message,
+    m: Message,
     counters: Arc<PeerCounters>,
 ) {
-    let data = std::mem::take(&mut m.mut_snapshot().data);
-    let header = m.write_to_bytes().expect("message encodes");
-    let size = data.len();
-    let total_bytes = (header.len() + size) as u64;
-    let (cluster_id, from) = (t.cluster_id(), t.self_id());
-    let chunks: Vec<SnapshotChunk> = {
-        let mut out = Vec::new();
-        let mut pieces = data.chunks(SNAPSHOT_CHUNK_BYTES);
-        out.push(SnapshotChunk {
-            cluster_id,
-            from,
-            message: header,
-            data: pieces.next().map(|p| p.to_vec()).unwrap_or_default(),
-        });
-        out.extend(pieces.map(|p| SnapshotChunk {
-            cluster_id,
-            from,
-            message: vec![],
-            data: p.to_vec(),
-        }));
-        out
+    let started = std::time::Instant::now();
+    let index = m.get_snapshot().get_metadata().index;
+    let held = t.link().and_then(|l| {
+        l.shared
+            .outgoing_snapshots
+            .lock()
+            .expect("snapshots poisoned")
+            .remove(&to)
+    });
+    let rtx = match held {
+        Some((i, rtx)) if i == index => rtx,
+        _ => {
+            log::warn!("no backend held for the snapshot at {index} to {to:x}");
+            t.deliver(Msg::SnapshotStatus { to, ok: false });
+            return;
+        }
     };
+    let header = m.write_to_bytes().expect("message encodes");
+    let (cluster_id, from) = (t.cluster_id(), t.self_id());
+    let (chunks, chunk_rx) = tmpsc::channel::<SnapshotChunk>(SNAPSHOT_CHUNKS_IN_FLIGHT);
+    let first = SnapshotChunk {
+        cluster_id,
+        from,
+        message: header,
+        data: vec![],
+    };
+    let _ = chunks.try_send(first);
+    // The backend is read on a blocking thread; the channel's bound is all
+    // of it that is ever in memory.
+    let producer = tokio::task::spawn_blocking(move || {
+        dump::write(&rtx, &mut |data| {
+            chunks
+                .blocking_send(SnapshotChunk {
+                    cluster_id,
+                    from,
+                    message: vec![],
+                    data,
+                })
+                .map_err(|_| "the stream to the peer closed".to_string())
+        })
+    });
     let local_ip = t.local_ip;
     let tls = t.tls.clone();
     let attempt = async move {
         let mut client = connect(&urls, local_ip, tls).await?;
         client
-            .snapshot(tokio_stream::iter(chunks))
+            .snapshot(ReceiverStream::new(chunk_rx))
             .await
             .map_err(|s| s.to_string())?;
         Ok::<(), String>(())
     };
-    let ok = match tokio::time::timeout(SNAPSHOT_TIMEOUT, attempt).await {
-        Ok(Ok(())) => {
-            log::info!("sent snapshot ({size} bytes) to {to:x}");
-            counters
-                .sent_bytes
-                .fetch_add(total_bytes, Ordering::Relaxed);
+    let sent = tokio::time::timeout(SNAPSHOT_TIMEOUT, attempt).await;
+    let produced = producer.await;
+    let ok = match (sent, produced) {
+        (Ok(Ok(())), Ok(Ok(bytes))) => {
+            log::info!("sent snapshot at index {index} ({bytes} bytes) to {to:x}");
+            counters.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
             true
         }
-        Ok(Err(e)) => {
+        (Ok(Err(e)), _) => {
             log::warn!("sending snapshot to {to:x} failed: {e}");
             false
         }
-        Err(_) => {
+        (Err(_), _) => {
             log::warn!("sending snapshot to {to:x} timed out");
             false
         }
+        (_, Ok(Err(e))) => {
+            log::warn!("reading the backend for a snapshot to {to:x} failed: {e}");
+            false
+        }
+        (_, Err(e)) => {
+            log::warn!("reading the backend for a snapshot to {to:x} failed: {e}");
+            false
+        }
     };
-    if !ok {
+    if ok {
+        t.metrics.backend_snapshot.observe(started.elapsed());
+    } else {
         counters.sent_failures.fetch_add(1, Ordering::Relaxed);
     }
     t.deliver(Msg::SnapshotStatus { to, ok });

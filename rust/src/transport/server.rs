@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::sender::{connect, MAX_PEER_MESSAGE_BYTES};
 use super::Transport;
+use crate::backend::dump;
 use crate::pb::internal::MemberRecord;
 use crate::pb::peer::peer_server::{Peer, PeerServer};
 use crate::pb::peer::{ClusterRequest, ClusterResponse, PeerAck, RaftBatch, SnapshotChunk};
@@ -77,35 +78,59 @@ impl Peer for PeerService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<PeerAck>, Status> {
+        let link = self.t.link().ok_or_else(crate::errors::stopped)?;
         let mut stream = request.into_inner();
-        let mut message: Option<Message> = None;
-        let mut data = Vec::new();
-        while let Some(chunk) = stream.message().await? {
-            self.check_cluster(chunk.cluster_id, chunk.from)?;
-            if message.is_none() {
-                let m = Message::parse_from_bytes(&chunk.message)
-                    .map_err(|e| Status::invalid_argument(format!("bad snapshot message: {e}")))?;
-                message = Some(m);
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        self.check_cluster(first.cluster_id, first.from)?;
+        let m = Message::parse_from_bytes(&first.message)
+            .map_err(|e| Status::invalid_argument(format!("bad snapshot message: {e}")))?;
+        let index = m.get_snapshot().get_metadata().index;
+        let path = link.snap_dir.join(format!("{index:016x}.snap.db"));
+        // A transfer of the same snapshot that was cut off, or delivered but
+        // not installed, is replaced.
+        let _ = std::fs::remove_file(&path);
+        let counters = self.t.metrics.peers.peer(first.from);
+        let (chunks, mut chunk_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let loader = tokio::task::spawn_blocking(move || {
+            let mut loader = dump::Loader::create(&path)?;
+            while let Some(chunk) = chunk_rx.blocking_recv() {
+                loader.feed(&chunk)?;
             }
-            data.extend_from_slice(&chunk.data);
-            self.t
-                .metrics
-                .peers
-                .peer(chunk.from)
-                .received_bytes
-                .fetch_add(
-                    (chunk.message.len() + chunk.data.len()) as u64,
-                    Ordering::Relaxed,
-                );
+            loader.finish()
+        });
+        let mut received = (first.message.len() + first.data.len()) as u64;
+        let mut next = Some(first.data);
+        loop {
+            if let Some(data) = next.take().filter(|d| !d.is_empty()) {
+                if chunks.send(data).await.is_err() {
+                    break; // the loader stopped: its error is below
+                }
+            }
+            match stream.message().await? {
+                Some(chunk) => {
+                    self.check_cluster(chunk.cluster_id, chunk.from)?;
+                    received += (chunk.message.len() + chunk.data.len()) as u64;
+                    next = Some(chunk.data);
+                }
+                None => break,
+            }
         }
-        let mut m = message.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        drop(chunks);
+        counters
+            .received_bytes
+            .fetch_add(received, Ordering::Relaxed);
+        match loader.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Status::internal(format!("receiving snapshot: {e}"))),
+            Err(e) => return Err(Status::internal(format!("receiving snapshot: {e}"))),
+        }
         log::info!(
-            "received snapshot ({} bytes) at index {} from {:x}",
-            data.len(),
-            m.get_snapshot().get_metadata().index,
+            "received snapshot ({received} bytes) at index {index} from {:x}",
             m.from
         );
-        m.mut_snapshot().data = data.into();
         self.t.deliver(Msg::Raft(Box::new(m)));
         Ok(Response::new(PeerAck {}))
     }

@@ -31,7 +31,7 @@ def _ask_password(name: str, interactive: bool) -> str:
 def _one(a: argparse.Namespace, message: str) -> str:
     if len(a.args) != 1:
         raise bad_args(message)
-    return a.args[0]
+    return str(a.args[0])
 
 
 # -- user --------------------------------------------------------------------------

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
@@ -18,6 +20,8 @@ from ..durations import format_duration
 from ..errors import EXIT_ERROR, CtlError
 from ..output import EpHashKV, EpHealth, EpStatus, SimplePrinter, write
 from .parsing import go_int, hex_id
+
+T = TypeVar("T")
 
 
 def _member_id(args: list[str]) -> int:
@@ -104,8 +108,10 @@ def cluster_endpoints(ctx: Context, use_cluster: bool) -> list[str]:
     return seen
 
 
-def _each(ctx: Context, endpoints: list[str], fn):  # noqa: ANN001, ANN202 - fn(Connection, endpoint) -> row
-    def run(ep: str):  # noqa: ANN202
+def _each(ctx: Context, endpoints: list[str], fn: Callable[[Connection, str], T]) -> list[T]:
+    """``fn(connection, endpoint)`` for every endpoint, in parallel; the rows in order."""
+
+    def run(ep: str) -> T:
         with ctx.conn.single(ep) as conn:
             return fn(conn, ep)
 
@@ -147,10 +153,13 @@ def endpoint_health(ctx: Context, a: argparse.Namespace) -> int:
     return 0
 
 
-def _ask_each(ctx: Context, use_cluster: bool, method: str, request: Message, what: str):  # noqa: ANN202
+def _ask_each(
+    ctx: Context, use_cluster: bool, method: str, request: Message, what: str
+) -> tuple[list[tuple[str, Any]], bool]:
     """(endpoint, answer) of each endpoint that answers a Maintenance call, and
     whether any failed; failures are reported on stderr as etcdctl does."""
-    answers, failed = [], False
+    answers: list[tuple[str, Any]] = []
+    failed = False
     for ep in cluster_endpoints(ctx, use_cluster):
         with ctx.conn.single(ep) as conn:
             try:

@@ -12,6 +12,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 import grpc
 
@@ -92,8 +93,9 @@ def _wait(*events: threading.Event) -> None:
         events[0].wait(0.1)
 
 
-def _blocking(call, done: threading.Event):  # noqa: ANN001, ANN202 - a grpc future, and the signal event
-    """Wait for a blocking RPC, cancelling it when a signal arrives."""
+def _blocking(call: grpc.Future[Any], done: threading.Event) -> Any:
+    """Wait for a blocking RPC (a future), cancelling it when a signal arrives;
+    its answer."""
     while not call.done():
         if done.wait(0.05):
             call.cancel()

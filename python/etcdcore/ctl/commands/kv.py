@@ -6,7 +6,8 @@ import argparse
 import ast
 import re
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import TextIO, TypeVar
 
 from etcdcore.client.requests import prefix_end
 from etcdcore.proto.etcdserverpb import rpc_pb2
@@ -15,6 +16,8 @@ from ..cli import Commands, Context, Parser, bad_args, bool_flag
 from ..errors import EXIT_BAD_FEATURE, EXIT_ERROR, EXIT_INVALID_INPUT, CtlError
 from ..output import FieldsPrinter, SimplePrinter, write
 from .parsing import go_int, hex_id
+
+T = TypeVar("T")
 
 # -- get ---------------------------------------------------------------------------
 
@@ -307,8 +310,9 @@ def parse_compare(line: str) -> rpc_pb2.Compare:
     return cmp
 
 
-def _read_section(stdin: TextIO, parse):  # noqa: ANN001, ANN202 - parse_compare or parse_request_op
-    items = []
+def _read_section(stdin: TextIO, parse: Callable[[str], T]) -> list[T]:
+    """The lines up to an empty one, each parsed (parse_compare or parse_request_op)."""
+    items: list[T] = []
     while True:
         line = stdin.readline()
         if not line:

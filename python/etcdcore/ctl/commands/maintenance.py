@@ -142,9 +142,9 @@ def snapshot_save(ctx: Context, a: argparse.Namespace) -> None:
 def snapshot_status(ctx: Context, a: argparse.Namespace) -> None:
     if len(a.args) != 1:
         raise bad_args("snapshot status requires exactly one argument")
-    data = _read_snapshot_file(a.args[0])
+    path = _snapshot_file(a.args[0])
     try:
-        hash_, revision, keys, size = _core.snapshot_status(data)
+        hash_, revision, keys, size = _core.snapshot_status(path)
     except _core.CoreError as e:
         raise CtlError(EXIT_ERROR, e.args[1]) from e
     ctx.printer.snapshot_status(SnapshotStatus(hash_, revision, keys, size))
@@ -153,7 +153,7 @@ def snapshot_status(ctx: Context, a: argparse.Namespace) -> None:
 def snapshot_restore(ctx: Context, a: argparse.Namespace) -> None:
     if len(a.args) != 1:
         raise bad_args("snapshot restore requires exactly one argument")
-    data = _read_snapshot_file(a.args[0])
+    path = _snapshot_file(a.args[0])
     peer_urls = a.initial_advertise_peer_urls.split(",")
     try:
         cluster = parse_initial_cluster(a.initial_cluster)
@@ -165,7 +165,7 @@ def snapshot_restore(ctx: Context, a: argparse.Namespace) -> None:
         task = progress.add_task("restore", total=None)
         try:
             _core.snapshot_restore(
-                data,
+                path,
                 data_dir=data_dir,
                 name=a.name,
                 initial_cluster=cluster,
@@ -177,9 +177,11 @@ def snapshot_restore(ctx: Context, a: argparse.Namespace) -> None:
         progress.update(task, total=1, completed=1)
 
 
-def _read_snapshot_file(path: str) -> bytes:
+def _snapshot_file(path: str) -> str:
+    """``path`` if it can be opened for reading (the core reads it in pieces)."""
     try:
-        return Path(path).read_bytes()
+        with Path(path).open("rb"):
+            return path
     except OSError as e:
         raise CtlError(EXIT_ERROR, f"open {path}: {(e.strerror or str(e)).lower()}") from e
 

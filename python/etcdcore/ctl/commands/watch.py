@@ -9,11 +9,12 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import grpc
 
-from etcdcore.client.requests import prefix_end
+from etcdcore.client.requests import is_auth_refused_watch, is_invalid_token, prefix_end
 from etcdcore.proto.etcdserverpb import rpc_pb2
 from etcdcore.proto.mvccpb import kv_pb2
 
@@ -115,26 +116,79 @@ def run_events(resp: rpc_pb2.WatchResponse, exec_args: list[str]) -> None:
             raise SystemExit(EXIT_ERROR)
 
 
+def print_response(ctx: Context, resp: rpc_pb2.WatchResponse, exec_args: list[str] | None) -> bool:
+    """Prints one response as etcdctl does; False when it cancels the watch."""
+    if resp.created and not resp.events and not resp.canceled:
+        return True
+    if resp.canceled:
+        reason = resp.cancel_reason
+        if resp.compact_revision:
+            reason = "etcdserver: mvcc: required revision has been compacted"
+        sys.stderr.write(f"watch was canceled ({reason})\n")
+        return False
+    if not resp.events and not resp.created:
+        write(f"progress notify: {resp.header.revision}")
+    ctx.printer.watch(resp)
+    flush()
+    if exec_args:
+        run_events(resp, exec_args)
+    return True
+
+
 def print_responses(ctx: Context, stream: WatchStream, exec_args: list[str] | None) -> None:
     try:
         for resp in stream.responses():
-            if resp.created and not resp.events and not resp.canceled:
-                continue
-            if resp.canceled:
-                reason = resp.cancel_reason
-                if resp.compact_revision:
-                    reason = "etcdserver: mvcc: required revision has been compacted"
-                sys.stderr.write(f"watch was canceled ({reason})\n")
+            if not print_response(ctx, resp, exec_args):
                 return
-            if not resp.events and not resp.created:
-                write(f"progress notify: {resp.header.revision}")
-            ctx.printer.watch(resp)
-            flush()
-            if exec_args:
-                run_events(resp, exec_args)
     except grpc.RpcError as e:
         if e.code() != grpc.StatusCode.CANCELLED:
             raise CtlError(EXIT_ERROR, rpc_message(e)) from e
+
+
+#: How long a broken watch waits before it opens a stream again, seconds.
+REOPEN_DELAY = 0.5
+
+
+def follow(ctx: Context, create: rpc_pb2.WatchRequest, exec_args: list[str] | None) -> None:
+    """One watch, printed until the server cancels it. As etcdctl's client
+    does, a stream that breaks (the member restarted, the connection dropped)
+    is opened again, on the next endpoint, from the revision after the last
+    one printed, and a refused token is replaced by logging in again once."""
+    start = create.create_request.start_revision
+    relogged = False
+    while True:
+        create.create_request.start_revision = start
+        stream = WatchStream(ctx)
+        stream.send(create)
+        try:
+            for resp in stream.responses():
+                if ctx.conn.user and is_auth_refused_watch(resp) and not relogged:
+                    relogged = True
+                    ctx.conn.forget_token()
+                    break
+                if resp.created and not resp.canceled:
+                    relogged = False
+                    if start == 0:
+                        start = resp.header.revision + 1
+                if not print_response(ctx, resp, exec_args):
+                    return
+                if resp.events:
+                    start = resp.events[-1].kv.mod_revision + 1
+            else:
+                return  # the server ended the stream
+        except grpc.RpcError as e:
+            if ctx.conn.user and is_invalid_token(e) and not relogged:
+                relogged = True
+                ctx.conn.forget_token()
+                continue
+            if e.code() == grpc.StatusCode.CANCELLED:
+                return
+            if e.code() != grpc.StatusCode.UNAVAILABLE:
+                raise CtlError(EXIT_ERROR, rpc_message(e)) from e
+            ctx.conn.next_endpoint()
+            time.sleep(REOPEN_DELAY)
+        finally:
+            stream.close()
 
 
 def watch(ctx: Context, a: argparse.Namespace) -> None:
@@ -157,10 +211,7 @@ def watch(ctx: Context, a: argparse.Namespace) -> None:
         args = [env_key] + ([env_range] if env_range else [])
     if not args:
         raise bad_args("bad number of arguments")
-    stream = WatchStream(ctx)
-    stream.send(create_request(a, args))
-    print_responses(ctx, stream, exec_args)
-    stream.close()
+    follow(ctx, create_request(a, args), exec_args)
     raise CtlError(EXIT_INTERRUPTED, "watch is canceled by the server")
 
 
