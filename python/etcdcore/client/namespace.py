@@ -18,6 +18,7 @@ build a fresh one for every call).
 from __future__ import annotations
 
 import grpc
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from etcdcore.proto.etcdserverpb import rpc_pb2
 from etcdcore.proto.mvccpb import kv_pb2
@@ -61,7 +62,7 @@ class Namespace:
         if not key and not end:
             raise EtcdError(grpc.StatusCode.INVALID_ARGUMENT, ERR_EMPTY_KEY)
 
-    def _strip_kvs(self, kvs) -> None:  # noqa: ANN001 - a repeated KeyValue field
+    def _strip_kvs(self, kvs: RepeatedCompositeFieldContainer[kv_pb2.KeyValue]) -> None:
         keep = []
         for kv in kvs:
             k = self.strip(kv.key)
