@@ -11,16 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import GrpcProxy, Member, etcd_bin  # noqa: E402
+from backends import start_member  # noqa: E402
 
-
-def start_member(base: Path, backend: str) -> Member:
-    """A single member: etcdcore, or etcd 3.5.1 with backend="etcd"."""
-    if backend == "etcd":
-        return Member(
-            data_dir=base / "etcd.etcd", command=[etcd_bin("etcd")], extra=["--log-level", "error"]
-        ).start()
-    return Member(data_dir=base / "etcdcore.etcd").start()
+from harness import GrpcProxy, Member  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import start_member
+from backends import start_member
 from transcript import SCRIPT, transcript
 
 from harness import GrpcProxy

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from conftest import start_member
+from backends import start_member
 from watchers import WatchStream, put, puts
 
 from cluster import wait_until
