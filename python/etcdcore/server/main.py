@@ -142,7 +142,8 @@ async def serve(
     loop = asyncio.get_running_loop()
     handle_signals = stop is None
     bridge = Bridge(core)
-    WatchHub(core, max_response_bytes=cfg.max_request_bytes + GRPC_OVERHEAD_BYTES).register(bridge)
+    watch_hub = WatchHub(core, max_response_bytes=cfg.max_request_bytes + GRPC_OVERHEAD_BYTES)
+    watch_hub.register(bridge)
     credentials = client_credentials(cfg.client_tls) if cfg.client_tls_enabled() else None
     leader = LeaderClient(core, credentials)
     MaintenanceService(core).register(bridge)
@@ -200,6 +201,7 @@ async def serve(
         credentials,
         client_port_socket,
     )
+    http.metrics.watcher_count = watch_hub.watcher_count
     await http.start()
     announce = asyncio.ensure_future(_log_when_published(published, core, cfg))
     if on_ready is not None:
@@ -273,6 +275,11 @@ def log_ready(core: Core, cfg: ServerConfig) -> None:
 
 def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """Parse, start, serve, stop; returns the exit code."""
+    if argv and argv[0] == "grpc-proxy":
+        # etcd dispatches its proxy subcommand on the first argument alone.
+        from etcdcore.grpcproxy.main import run as run_grpc_proxy
+
+        return run_grpc_proxy(argv[1:])
     if argv and argv[0] == "gateway":
         from etcdcore.gateway import main as gateway_main
 
