@@ -286,11 +286,12 @@ def test_a_keys_value_metadata_history_and_diff_are_shown(
     shot("binary-with-lease")
 
 
-def test_restore_this_revision_puts_the_old_value_back(
+def test_restore_this_revision_puts_the_old_value_back_on_the_same_lease(
     secured: Member, browser: WebDriver, shot: Callable[[str], None]
 ) -> None:
-    root_ctl(secured, "put", "/restore/flag", "good")
-    root_ctl(secured, "put", "/restore/flag", "broken")
+    lease = root_ctl(secured, "lease", "grant", "600").split()[1]
+    root_ctl(secured, "put", "/restore/flag", "good", f"--lease={lease}")
+    root_ctl(secured, "put", "/restore/flag", "broken", f"--lease={lease}")
     login(browser, secured, "root", "rootpw", "/restore/")
     wait_for(lambda: child(browser, "flag")).click()
     wait_for(lambda: find(browser, "#value").text == "broken")
@@ -299,7 +300,9 @@ def test_restore_this_revision_puts_the_old_value_back(
     rows[1].find_element(By.CSS_SELECTOR, "button.restore").click()
     accept_confirm(browser)
     wait_for(lambda: find(browser, "#value").text == "good", message="the restored value")
-    assert root_ctl(secured, "get", "/restore/flag", "--print-value-only").strip() == "good"
+    kv = json.loads(root_ctl(secured, "get", "/restore/flag", "-w", "json"))["kvs"][0]
+    assert base64.b64decode(kv["value"]) == b"good"
+    assert kv["lease"] == int(lease, 16)  # the key stays on its lease
     shot("restored")
 
 

@@ -127,6 +127,11 @@ def test_only_the_console_files_are_served(console_member: Member) -> None:
         assert status == 404, path
 
 
+def test_the_consoles_json_calls_take_only_post(console_member: Member) -> None:
+    status, _, body = http(base(console_member) + "/console/api/metrics")
+    assert status == 405 and body == b"Method Not Allowed\n"
+
+
 def test_the_console_reaches_the_same_gateway_as_curl(console_member: Member) -> None:
     console_member.etcdctl("put", "/console-gw/k", "v")
     status, _, body = http(base(console_member) + "/v3/kv/range", {"key": "L2NvbnNvbGUtZ3cvaw=="})

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,6 +55,8 @@ ERR_USER_EMPTY = "etcdserver: user name is empty"
 INVALID_ARGUMENT = 3
 #: How long one member's Status may take before it counts as unhealthy.
 STATUS_TIMEOUT = 2.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _STATUS = "/etcdserverpb.Maintenance/Status"
 _MEMBER_LIST = "/etcdserverpb.Cluster/MemberList"
@@ -156,10 +159,23 @@ class Console:
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_route("GET", "/console", self.redirect)
-        app.router.add_route("POST", "/console/api/metrics", self.api_metrics)
-        app.router.add_route("POST", "/console/api/members", self.api_members)
+        for path, handler in (
+            ("/console/api/metrics", self.api_metrics),
+            ("/console/api/members", self.api_members),
+        ):
+            app.router.add_route("*", path, self._post_only(handler))
         app.router.add_route("*", "/console/api/{tail:.*}", self.not_found)
         app.router.add_route("GET", "/console/{name:[^/]*}", self.asset)
+
+    def _post_only(self, handler: Handler) -> Handler:
+        """POST, as the gateway's calls; another method is refused as there."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            if request.method != "POST":
+                return plain_error(405, "Method Not Allowed")
+            return await handler(request)
+
+        return handle
 
     async def redirect(self, request: web.Request) -> web.Response:
         raise web.HTTPMovedPermanently("/console/")

@@ -21,6 +21,8 @@ const S = {
   samples: [],
 };
 const PAGE = 50;
+// Each lease shown costs a time-to-live call.
+const MAX_LEASES = 500;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 // -- bytes --------------------------------------------------------------------
@@ -345,8 +347,10 @@ async function showKv(kv) {
   $('#edit').hidden = !w;
   $('#delete').hidden = !w;
 }
-async function put(key, value) {
-  await call('/v3/kv/put', { key: btoa(key), value: btoa(value) });
+// keepLease: an edit or a restore leaves the key on its lease (etcd's
+// ignore_lease) instead of detaching it, as a plain put would.
+async function put(key, value, keepLease) {
+  await call('/v3/kv/put', { key: btoa(key), value: btoa(value), ignore_lease: keepLease || undefined });
 }
 function editKey(isNew) {
   $('#editor').hidden = false;
@@ -358,7 +362,8 @@ function editKey(isNew) {
 async function saveEditor() {
   const key = $('#editor-key').disabled ? S.selected : toBin($('#editor-key').value);
   try {
-    await put(key, toBin($('#editor-value').value));
+    const existing = $('#editor-key').disabled && S.kv && S.kv.lease;
+    await put(key, toBin($('#editor-value').value), !!existing);
     $('#editor').hidden = true;
     await browse(S.prefix);
     await openKey(key);
@@ -413,7 +418,7 @@ async function loadHistory() {
 async function restore(h) {
   if (!confirm(`Put the value of revision ${h.mod_revision} back?`)) return;
   try {
-    await put(S.selected, fromB64(h.value));
+    await put(S.selected, fromB64(h.value), !!S.kv.lease);
     await openKey(S.selected);
     await loadHistory();
   } catch (e) { showError(e); }
@@ -566,8 +571,9 @@ let leaseTimer = null;
 async function loadLeases() {
   try {
     const r = await call('/v3/lease/leases', {});
+    const all = r.leases || [];
     const rows = [];
-    for (const l of r.leases || []) {
+    for (const l of all.slice(0, MAX_LEASES)) {
       try {
         const t = await call('/v3/lease/timetolive', { ID: l.ID, keys: true });
         rows.push({ id: l.ID, ttl: Number(t.TTL), granted: t.grantedTTL, keys: (t.keys || []).map(fromB64) });
@@ -580,7 +586,8 @@ async function loadLeases() {
       el('td', {}, l.error || l.keys.map(showKey).join(', ') || '(no keys)'),
       el('td', {}, (isAdmin() || (l.keys.length && l.keys.every(canWrite)))
         ? el('button', { class: 'revoke write danger', onclick: () => revoke(l) }, 'Revoke') : ''))));
-    $('#leases-note').textContent = `${rows.length} lease(s)`;
+    $('#leases-note').textContent = all.length > MAX_LEASES
+      ? `showing ${MAX_LEASES} of ${all.length} leases` : `${all.length} lease(s)`;
     tickLeases();
     clearInterval(leaseTimer);
     leaseTimer = setInterval(tickLeases, 1000);
