@@ -182,8 +182,16 @@ def visible(browser: WebDriver, css: str) -> list[WebElement]:
     return [e for e in browser.find_elements(By.CSS_SELECTOR, css) if e.is_displayed()]
 
 
-def login(browser: WebDriver, m: Member, user: str, password: str, prefix: str = "") -> None:
-    """Open the console (at ``prefix``) as ``user``, logging out whoever was in."""
+def login(
+    browser: WebDriver,
+    m: Member,
+    user: str,
+    password: str,
+    prefix: str = "",
+    shot: Callable[[str], None] | None = None,
+) -> None:
+    """Open the console (at ``prefix``) as ``user``, logging out whoever was
+    in (with ``shot``, a screenshot of the filled-in login form)."""
     browser.get(f"http://{m.endpoint}/console/#{prefix}")
     browser.execute_script("sessionStorage.clear()")
     browser.refresh()  # a new fragment alone would not reload the page
@@ -191,6 +199,8 @@ def login(browser: WebDriver, m: Member, user: str, password: str, prefix: str =
     find(browser, "#login-user").clear()
     find(browser, "#login-user").send_keys(user)
     find(browser, "#login-password").send_keys(password)
+    if shot is not None:
+        shot("login")
     find(browser, "#login-submit").click()
     wait_for(lambda: find(browser, "#app").is_displayed(), message="the console after login")
     wait_for(lambda: user in find(browser, "#whoami").text, message="the user's name")
@@ -383,6 +393,28 @@ def test_the_cluster_tab_shows_the_members_status_and_live_charts(
     shot("cluster")
 
 
+def test_a_wrong_password_is_refused_on_the_login_form(
+    secured: Member, browser: WebDriver, shot: Callable[[str], None]
+) -> None:
+    browser.get(f"http://{secured.endpoint}/console/")
+    browser.execute_script("sessionStorage.clear()")
+    browser.refresh()
+    wait_for(lambda: find(browser, "#login").is_displayed(), message="the login form")
+    find(browser, "#login-user").clear()
+    find(browser, "#login-user").send_keys("root")
+    find(browser, "#login-password").send_keys("wrong")
+    find(browser, "#login-submit").click()
+    wait_for(
+        lambda: (
+            find(browser, "#login-error").text
+            == "etcdserver: authentication failed, invalid user ID or password"
+        ),
+        message="etcd's error text",
+    )
+    assert not find(browser, "#app").is_displayed()
+    shot("refused")
+
+
 def test_a_read_only_user_sees_no_write_buttons_and_cannot_write(
     secured: Member, browser: WebDriver, shot: Callable[[str], None]
 ) -> None:
@@ -390,7 +422,7 @@ def test_a_read_only_user_sees_no_write_buttons_and_cannot_write(
     root_ctl(secured, "put", "/ro/setting", "on")
     lease = root_ctl(secured, "lease", "grant", "300").split()[1]
     root_ctl(secured, "put", "/ro/leased", "x", f"--lease={lease}")
-    login(browser, secured, "reader", "readerpw", "/ro/")
+    login(browser, secured, "reader", "readerpw", "/ro/", shot)
     assert "read-only" in find(browser, "#whoami").text
     wait_for(lambda: child(browser, "setting")).click()
     wait_for(lambda: find(browser, "#value").text == "on")

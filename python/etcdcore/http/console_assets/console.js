@@ -174,6 +174,7 @@ function needLogin(message) {
   S.token = '';
   sessionStorage.removeItem('etcdcore.token');
   $('#app').hidden = true;
+  $('#tabs').hidden = true;
   $('#login').hidden = false;
   $('#logout').hidden = true;
   $('#whoami').textContent = '';
@@ -205,6 +206,7 @@ function logout() {
 async function enter() {
   await loadPermissions();
   $('#login').hidden = true;
+  $('#tabs').hidden = false;
   $('#app').hidden = false;
   $('#logout').hidden = !S.authOn;
   $('#whoami').textContent = S.authOn
