@@ -296,6 +296,34 @@ def test_a_keys_value_metadata_history_and_diff_are_shown(
     shot("binary-with-lease")
 
 
+def test_a_deleted_and_recreated_keys_earlier_lives_are_shown_on_request(
+    secured: Member, browser: WebDriver, shot: Callable[[str], None]
+) -> None:
+    root_ctl(secured, "put", "/gen/k", "first")
+    root_ctl(secured, "put", "/gen/k", "second")
+    root_ctl(secured, "del", "/gen/k")
+    root_ctl(secured, "put", "/gen/k", "third")
+    login(browser, secured, "root", "rootpw", "/gen/")
+    wait_for(lambda: child(browser, "k")).click()
+    wait_for(lambda: find(browser, "#value").text == "third")
+    find(browser, "#history-btn").click()
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#history-table tbody tr")) == 1)
+    find(browser, "#history-earlier").click()
+
+    def values() -> list[str]:
+        rows = browser.find_elements(By.CSS_SELECTOR, "#history-table tbody tr")
+        return [r.find_elements(By.TAG_NAME, "td")[4].text for r in rows]
+
+    wait_for(lambda: values() == ["third", "(deleted)", "second", "first"], message="four rows")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#history-table tbody tr")
+    rows[3].find_element(By.CSS_SELECTOR, "input[name=diff-a]").click()
+    find(browser, "#diff-btn").click()
+    diff = wait_for(lambda: find(browser, "#diff").is_displayed() and find(browser, "#diff"))
+    assert [e.text for e in diff.find_elements(By.CSS_SELECTOR, ".del")] == ["- first"]
+    assert [e.text for e in diff.find_elements(By.CSS_SELECTOR, ".add")] == ["+ third"]
+    shot("earlier-lives")
+
+
 def test_restore_this_revision_puts_the_old_value_back_on_the_same_lease(
     secured: Member, browser: WebDriver, shot: Callable[[str], None]
 ) -> None:
@@ -473,3 +501,22 @@ def test_without_auth_the_console_needs_no_login_and_puts_and_deletes_keys(
         assert m.etcdctl("get", "/open/new").stdout == ""
     finally:
         m.stop()
+
+
+def test_history_stops_at_the_compaction_and_says_so(
+    secured: Member, browser: WebDriver, shot: Callable[[str], None]
+) -> None:
+    # Last in the module: the compaction drops older revisions of every key.
+    root_ctl(secured, "put", "/cmp/k", "v1")
+    root_ctl(secured, "put", "/cmp/k", "v2")
+    revision = json.loads(root_ctl(secured, "get", "/cmp/k", "-w", "json"))["header"]["revision"]
+    root_ctl(secured, "compact", str(revision))
+    root_ctl(secured, "put", "/cmp/k", "v3")
+    login(browser, secured, "root", "rootpw", "/cmp/")
+    wait_for(lambda: child(browser, "k")).click()
+    wait_for(lambda: find(browser, "#value").text == "v3")
+    find(browser, "#history-btn").click()
+    wait_for(lambda: "compacted" in find(browser, "#history-note").text, message="the note")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#history-table tbody tr")
+    assert [r.find_elements(By.TAG_NAME, "td")[4].text for r in rows] == ["v3", "v2"]
+    shot("compacted")

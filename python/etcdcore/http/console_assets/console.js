@@ -381,9 +381,9 @@ async function deleteKey() {
 }
 
 // -- keys: history and diff ---------------------------------------------------
-// The versions of the key's current generation still kept: read the key at
-// one revision before each mod revision until it did not exist yet or the
-// revision is compacted.
+// The versions of the key's current life still kept: read the key at one
+// revision before each mod revision, back to its creation or to the
+// compaction. Entries: {mod_revision, version, value} or {mod_revision, deleted}.
 async function loadHistory() {
   const key = S.selected;
   const out = [S.kv];
@@ -403,12 +403,23 @@ async function loadHistory() {
   }
   if (!note && Number(kv.version) > 1) note = 'older versions not shown';
   S.history = out;
+  // Only a key created after revision 1 may have had earlier lives.
+  $('#history-earlier').hidden = !(Number(kv.version) === 1 && Number(kv.create_revision) > 1);
+  showHistory(note);
+}
+function showHistory(note) {
+  const out = S.history;
+  const w = canWrite(S.selected);
+  const puts = out.filter((h) => !h.deleted);
   const tbody = $('#history-table tbody');
-  const w = canWrite(key);
   tbody.replaceChildren(...out.map((h, i) => {
+    if (h.deleted) {
+      return el('tr', { class: 'deleted', 'data-rev': h.mod_revision }, el('td', {}), el('td', {}),
+        el('td', {}, h.mod_revision), el('td', {}, ''), el('td', { class: 'del' }, '(deleted)'), el('td', {}));
+    }
     const [, text] = render(fromB64(h.value));
     return el('tr', { 'data-rev': h.mod_revision },
-      el('td', {}, el('input', { type: 'radio', name: 'diff-a', value: String(i), checked: i === 1 || (out.length === 1 && i === 0) })),
+      el('td', {}, el('input', { type: 'radio', name: 'diff-a', value: String(i), checked: h === (puts[1] || puts[0]) })),
       el('td', {}, el('input', { type: 'radio', name: 'diff-b', value: String(i), checked: i === 0 })),
       el('td', {}, h.mod_revision), el('td', {}, h.version),
       el('td', {}, text.length > 80 ? text.slice(0, 80) + '…' : text),
@@ -416,6 +427,63 @@ async function loadHistory() {
   }));
   $('#history-note').textContent = note;
   $('#history').hidden = false;
+}
+// The key's earlier lives, before it was last created: a watch from the
+// oldest revision still kept replays its events, up to the current life's
+// creation (the event that ends the replay). Costs the server a scan of the
+// revisions in between, hence a button rather than always.
+async function loadEarlier() {
+  const key = S.selected;
+  const created = Number(S.kv.create_revision);
+  let start = 1;
+  let events = [];
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), 15000);
+    let compacted = 0;
+    events = [];
+    try {
+      const body = { create_request: { key: btoa(key), start_revision: String(start) } };
+      const resp = await fetch('/v3/watch', { method: 'POST', headers: headers(), body: JSON.stringify(body), signal: abort.signal });
+      const reader = resp.body.getReader();
+      const decoder = new TextDecoder();
+      let buf = '';
+      let done = false;
+      while (!done) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        buf += decoder.decode(chunk.value, { stream: true });
+        let nl;
+        while (!done && (nl = buf.indexOf('\n')) >= 0) {
+          const msg = JSON.parse(buf.slice(0, nl));
+          buf = buf.slice(nl + 1);
+          if (msg.error) throw new ApiError(msg.error.message, msg.error.code);
+          const r = msg.result || {};
+          if (Number(r.compact_revision || 0) > 0) { compacted = Number(r.compact_revision); done = true; break; }
+          if (r.canceled) throw new Error('watch cancelled: ' + (r.cancel_reason || ''));
+          for (const ev of r.events || []) {
+            if (Number(ev.kv.mod_revision) >= created) { done = true; break; }
+            events.push(ev);
+          }
+        }
+      }
+    } catch (e) {
+      if (e.name === 'AbortError') throw new Error('the replay of earlier revisions took too long');
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      abort.abort();
+    }
+    if (!compacted) break;
+    start = compacted;
+    if (start >= created) break;
+  }
+  const earlier = events.reverse().map((ev) => ((ev.type || 'PUT') === 'DELETE'
+    ? { mod_revision: ev.kv.mod_revision, deleted: true } : ev.kv));
+  S.history = S.history.concat(earlier);
+  $('#history-earlier').hidden = true;
+  showHistory(earlier.length ? `revisions before ${created}: earlier lives of the key`
+    : `nothing kept before revision ${created}`);
 }
 async function restore(h) {
   if (!confirm(`Put the value of revision ${h.mod_revision} back?`)) return;
@@ -719,6 +787,7 @@ async function main() {
   $('#editor-cancel').addEventListener('click', () => { $('#editor').hidden = true; });
   $('#delete').addEventListener('click', deleteKey);
   $('#history-btn').addEventListener('click', () => loadHistory().catch(showError));
+  $('#history-earlier').addEventListener('click', () => loadEarlier().catch(showError));
   $('#diff-btn').addEventListener('click', showDiff);
   $('#watch-form').addEventListener('submit', startWatch);
   $('#watch-stop').addEventListener('click', () => { stopWatch(); $('#watch-status').textContent = 'stopped'; });
