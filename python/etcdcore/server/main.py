@@ -143,7 +143,8 @@ async def serve(
     handle_signals = stop is None
     bridge = Bridge(core)
     lessor = Lessor(core, election_timeout_ms=cfg.election_timeout)
-    WatchHub(core, max_response_bytes=cfg.max_request_bytes + GRPC_OVERHEAD_BYTES).register(bridge)
+    watch_hub = WatchHub(core, max_response_bytes=cfg.max_request_bytes + GRPC_OVERHEAD_BYTES)
+    watch_hub.register(bridge)
     credentials = client_credentials(cfg.client_tls) if cfg.client_tls_enabled() else None
     leader = LeaderClient(core, credentials)
     LeaseService(core, lessor, leader).register(bridge)
@@ -203,6 +204,7 @@ async def serve(
         credentials,
         client_port_socket,
     )
+    http.metrics.watcher_count = watch_hub.watcher_count
     await http.start()
     announce = asyncio.ensure_future(_log_when_published(published, core, cfg))
     if on_ready is not None:
@@ -277,6 +279,11 @@ def log_ready(core: Core, cfg: ServerConfig) -> None:
 
 def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """Parse, start, serve, stop; returns the exit code."""
+    if argv and argv[0] == "grpc-proxy":
+        # etcd dispatches its proxy subcommand on the first argument alone.
+        from etcdcore.grpcproxy.main import run as run_grpc_proxy
+
+        return run_grpc_proxy(argv[1:])
     if argv and argv[0] == "gateway":
         from etcdcore.gateway import main as gateway_main
 

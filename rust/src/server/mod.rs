@@ -10,7 +10,7 @@ mod grpc_frames;
 pub mod grpc_metrics;
 mod http_forward;
 pub mod kv;
-mod message_limit;
+pub(crate) mod message_limit;
 mod raw_codec;
 mod snapshot;
 pub(crate) mod validate;
