@@ -166,6 +166,20 @@ def test_console_metrics_count_the_puts_made(console_member: Member) -> None:
     assert after["time"] >= before["time"]
 
 
+def test_console_metrics_count_open_watchers(console_member: Member) -> None:
+    url = base(console_member) + "/console/api/metrics"
+    before = json.loads(http(url, {})[2])["watchers"]
+    watch = console_member.etcdctl_popen("watch", "/console-watchers/", "--prefix")
+    try:
+        deadline = time.monotonic() + 10
+        while json.loads(http(url, {})[2])["watchers"] != before + 1:
+            assert time.monotonic() < deadline, "the watcher was not counted"
+            time.sleep(0.1)
+    finally:
+        watch.kill()
+        watch.communicate()
+
+
 def test_console_calls_without_a_token_are_refused_when_auth_is_on(secured: Member) -> None:
     for path in ("/console/api/metrics", "/console/api/members", "/v3/kv/range"):
         status, _, body = http(base(secured) + path, {"key": "L2FwcC9r"})

@@ -6,7 +6,7 @@ lease revocation or membership query passes the same auth checks as a gRPC
 call. Only what the gateway has no call for is served here, as JSON:
 
 - ``POST /console/api/metrics``: a few figures parsed from this member's own
-  ``/metrics`` (writes, watch streams, fsync and commit latency sums), which
+  ``/metrics`` (puts, watchers and watch streams, fsync and commit latency sums), which
   the pages turn into live charts;
 - ``POST /console/api/members``: each member's ``Status`` (leader, raft
   term and index, db size) asked on its own client URL, as ``etcdctl endpoint
@@ -85,6 +85,7 @@ def metric_figures(text: str) -> dict[str, float]:
         "backend_commit_count": 0.0,
         "proposals_applied_total": 0.0,
         "keys_total": 0.0,
+        "watchers": 0.0,
         "db_total_size_bytes": 0.0,
         "db_in_use_bytes": 0.0,
     }
@@ -92,6 +93,7 @@ def metric_figures(text: str) -> dict[str, float]:
     simple = {
         "etcd_server_proposals_applied_total": "proposals_applied_total",
         "etcd_debugging_mvcc_keys_total": "keys_total",
+        "etcd_debugging_mvcc_watcher_total": "watchers",
         "etcd_mvcc_db_total_size_in_bytes": "db_total_size_bytes",
         "etcd_mvcc_db_total_size_in_use_in_bytes": "db_in_use_bytes",
         "etcd_disk_wal_fsync_duration_seconds_sum": "wal_fsync_seconds_sum",

@@ -726,7 +726,7 @@ async function sampleMetrics() {
     const b = S.samples[i];
     const dt = b.time - a.time || 1;
     rate.push((b.puts_total - a.puts_total) / dt);
-    watch.push(b.watch_streams);
+    watch.push(b.watchers);
     const n = b.wal_fsync_count - a.wal_fsync_count;
     fsync.push(n > 0 ? (1000 * (b.wal_fsync_seconds_sum - a.wal_fsync_seconds_sum)) / n : 0);
   }
