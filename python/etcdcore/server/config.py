@@ -138,6 +138,13 @@ FLAGS: tuple[Flag, ...] = (
         "--listen-client-urls).",
     ),
     _f("listen-metrics-urls", "", URLS, help="URLs for the metrics and health endpoints."),
+    _f(
+        "enable-console",
+        "false",
+        BOOL,
+        help="Serve the web console under /console/ on the client HTTP listeners "
+        "(etcdcore only; etcd has no such flag).",
+    ),
     _f("max-snapshots", "5", UINT, INFO),
     _f("max-wals", "5", UINT, INFO),
     _f("snapshot-count", str(DEFAULT_SNAPSHOT_COUNT), UINT, help="Entries between snapshots."),
@@ -401,6 +408,8 @@ class ServerConfig:
     #: --experimental-enable-lease-checkpoint, and how often (seconds).
     lease_checkpoint: bool = False
     lease_checkpoint_interval: float = 300.0
+    #: --enable-console: the web console under /console/ (etcdcore.http.console).
+    enable_console: bool = False
 
     # -- parsing -----------------------------------------------------------------------
     @classmethod
@@ -608,6 +617,7 @@ class ServerConfig:
             max_txn_ops=_uint(get("max-txn-ops"), "max-txn-ops"),
             max_concurrent_streams=_uint32(get("max-concurrent-streams"), "max-concurrent-streams"),
             initial_corrupt_check=_truthy(get("experimental-initial-corrupt-check")),
+            enable_console=_truthy(get("enable-console")),
             backend_batch_interval=max(0.0, go_duration_seconds(get("backend-batch-interval"))),
             backend_batch_limit=max(0, parse_go_int(get("backend-batch-limit"), signed=True)),
             lease_checkpoint=_truthy(get("experimental-enable-lease-checkpoint")),
