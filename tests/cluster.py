@@ -76,10 +76,16 @@ class Cluster:
         return ",".join(m.endpoint for m in self.members)
 
     def start(self, timeout: float = 30.0) -> Cluster:
-        for m in self.members:
-            m.start(wait=False)
-        for m in self.members:
-            m.wait_ready(timeout)
+        try:
+            for m in self.members:
+                m.start(wait=False)
+            for m in self.members:
+                m.wait_ready(timeout)
+        except BaseException:
+            # One member failed to start (a port taken meanwhile, say): the
+            # others would outlive the test, holding their preallocated WALs.
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:

@@ -1,9 +1,10 @@
 """Type stub for the compiled Rust core (``etcdcore._core``).
 
 The core owns the gRPC wire, the KV data path, the MVCC store, the WAL,
-snapshots and Raft. Python drives it through :class:`Core`: it starts and stops
-the member, answers the service calls the core forwards over the bridge, and
-proposes the few writes that originate in Python services (lease grant/revoke).
+snapshots, Raft and the lessor. Python drives it through :class:`Core`: it
+starts and stops the member, answers the service calls the core forwards over
+the bridge, and proposes the few writes that originate in Python services
+(alarms, compaction, auth).
 
 Every method that waits on Raft releases the GIL; call those from an executor
 thread when on the asyncio loop.
@@ -69,7 +70,10 @@ class CoreConfig:
         client_http_gateway: str | None = None,
         backend_batch_interval_ms: int = 0,
         backend_batch_limit: int = 0,
+        lease_checkpoint_interval_ms: int = 0,
     ) -> None: ...
+    # lease_checkpoint_interval_ms: how often the leader checkpoints remaining
+    # lease TTLs (--experimental-enable-lease-checkpoint); 0: never.
 
 class JwtTokens:
     """The key of ``--auth-token jwt,...``: signs etcd's JWT tokens and verifies them."""
@@ -93,7 +97,6 @@ class JwtTokens:
 #   ("halfclose", call_id)                     the client ended its request stream
 #   ("close", call_id)                         the client went away (or the call ended)
 #   ("events", revision, event_batch_bytes)    an applied batch (etcdcore.EventBatch)
-#   ("leader", is_leader, term)                this member's leadership changed
 #   ("removed",)                               this member was removed from the cluster
 #   ("published",)                             this member's name and client URLs are committed
 BridgeItem = (
@@ -103,7 +106,6 @@ BridgeItem = (
     | tuple[Literal["halfclose"], int]
     | tuple[Literal["close"], int]
     | tuple[Literal["events"], int, bytes]
-    | tuple[Literal["leader"], bool, int]
     | tuple[Literal["removed"]]
     | tuple[Literal["published"]]
     | tuple[Literal["failed"], str]
@@ -166,18 +168,10 @@ class Core:
     def failure(self) -> str | None:
         """Why the member stopped for good (a WAL or backend write failed), if
         it did; the process must then exit non-zero."""
-    def leases(self) -> list[tuple[int, int]]:
-        """(id, granted_ttl) of every lease in the replicated lease table."""
-    def lease_info(self, lease_id: int) -> tuple[int, list[bytes]] | None:
-        """(granted_ttl, attached keys) or None when the lease does not exist."""
     def alarms(self) -> list[tuple[int, int]]:
         """(member_id, alarm_type) of every raised alarm."""
 
     # -- writes that start in Python; each blocks until applied -----------------
-    def lease_grant(self, lease_id: int, ttl: int) -> int:
-        """Propose a grant; returns the revision. CoreError when the id exists."""
-    def lease_revoke(self, lease_id: int) -> int:
-        """Propose a revoke (deletes attached keys in one revision); returns the revision."""
     def alarm(self, action: int, member_id: int, alarm: int) -> list[tuple[int, int]]:
         """Propose an AlarmRequest (GET=0, ACTIVATE=1, DEACTIVATE=2); returns the alarms."""
     def compact(self, revision: int) -> int:

@@ -1,14 +1,14 @@
 """The Python end of the Rust<->Python bridge.
 
-The Rust core serves every gRPC method. KV runs entirely in Rust; every other
-service is forwarded here as bridge items (see ``_core.pyi``). The core wakes the
+The Rust core serves every gRPC method. KV and Lease run entirely in Rust; every
+other service is forwarded here as bridge items (see ``_core.pyi``). The core wakes the
 asyncio loop through one fd; :class:`Bridge` drains all waiting items at once and
 routes them to the registered services:
 
 - unary calls go to an ``async def handler(request: bytes) -> bytes``;
 - streaming calls get a :class:`Stream` and run as one task each;
-- applied event batches, leadership changes and this member's removal go to
-  their listeners.
+- applied event batches and this member's life events (published, removed,
+  failed) go to their listeners.
 
 A handler signals an etcd error by raising :class:`EtcdError` (or the core's
 ``CoreError``); anything else becomes ``Unknown`` with the exception text, and
@@ -32,7 +32,6 @@ log = logging.getLogger("etcdcore.bridge")
 UnaryHandler = Callable[[bytes], Awaitable[bytes]]
 StreamHandler = Callable[["Stream"], Awaitable[None]]
 EventsListener = Callable[[int, bytes], None]
-LeaderListener = Callable[[bool, int], None]
 RemovedListener = Callable[[], None]
 PublishedListener = Callable[[], None]
 FailedListener = Callable[[str], None]
@@ -144,7 +143,6 @@ class Bridge:
         self._streaming: dict[str, StreamHandler] = {}
         self._streams: dict[int, Stream] = {}
         self._events: list[EventsListener] = []
-        self._leader: list[LeaderListener] = []
         self._removed: list[RemovedListener] = []
         self._published: list[PublishedListener] = []
         self._failed: list[FailedListener] = []
@@ -155,7 +153,7 @@ class Bridge:
 
     # -- registration ------------------------------------------------------------
     def unary(self, method: str, handler: UnaryHandler) -> None:
-        """Serve ``method`` (a full gRPC path, e.g. ``/etcdserverpb.Lease/LeaseGrant``)."""
+        """Serve ``method`` (a full gRPC path, e.g. ``/etcdserverpb.Auth/UserAdd``)."""
         self._unary[method] = handler
 
     def streaming(self, method: str, handler: StreamHandler) -> None:
@@ -165,10 +163,6 @@ class Bridge:
     def on_events(self, listener: EventsListener) -> None:
         """Call ``listener(revision, event_batch_bytes)`` after every applied batch."""
         self._events.append(listener)
-
-    def on_leader(self, listener: LeaderListener) -> None:
-        """Call ``listener(is_leader, term)`` when this member's leadership changes."""
-        self._leader.append(listener)
 
     def on_removed(self, listener: RemovedListener) -> None:
         """Call ``listener()`` once this member has been removed from the cluster."""
@@ -244,9 +238,6 @@ class Bridge:
             elif kind == "events":
                 for listener in self._events:
                     listener(item[1], item[2])
-            elif kind == "leader":
-                for on_leader in self._leader:
-                    on_leader(item[1], item[2])
             elif kind == "removed":
                 for on_removed in self._removed:
                     on_removed()

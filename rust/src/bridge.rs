@@ -1,7 +1,7 @@
 //! The Rust end of the Rust<->Python bridge.
 //!
-//! gRPC calls for services written in Python, applied event batches and
-//! leadership changes become [`Item`]s in one queue. The first item put into an
+//! gRPC calls for services written in Python, applied event batches and the
+//! member's life events become [`Item`]s in one queue. The first item put into an
 //! empty queue writes one byte to a socket pair whose read end Python's asyncio
 //! loop watches; Python then drains the whole queue in one crossing. Python's
 //! answers come back through [`Bridge::respond`], [`Bridge::stream_send_many`] and
@@ -44,10 +44,6 @@ pub enum Item {
     Events {
         revision: i64,
         batch: Vec<u8>,
-    },
-    Leader {
-        is_leader: bool,
-        term: u64,
     },
     /// This member was removed from the cluster and has stopped serving.
     Removed,

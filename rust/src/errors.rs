@@ -17,6 +17,7 @@ pub const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
 pub const CORRUPT: &str = "etcdserver: corrupt cluster";
 pub const LEASE_EXISTS: &str = "etcdserver: lease already exists";
 pub const LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
+pub const LEASE_TTL_TOO_LARGE: &str = "etcdserver: too large lease TTL";
 pub const NO_LEADER: &str = "etcdserver: no leader";
 pub const STOPPED: &str = "etcdserver: server stopped";
 pub const TIMEOUT: &str = "etcdserver: request timed out";
@@ -85,6 +86,10 @@ pub fn lease_exists() -> Status {
 
 pub fn lease_not_found() -> Status {
     Status::new(Code::NotFound, LEASE_NOT_FOUND)
+}
+
+pub fn lease_ttl_too_large() -> Status {
+    Status::new(Code::OutOfRange, LEASE_TTL_TOO_LARGE)
 }
 
 impl From<crate::mvcc::MvccError> for Status {

@@ -17,9 +17,7 @@ use crate::bridge::Bridge;
 use crate::identity::{self, Member as MemberInfo};
 use crate::membership::Change;
 use crate::metrics::Metrics;
-use crate::pb::etcdserverpb::{
-    AlarmMember, AlarmRequest, CompactionRequest, LeaseGrantRequest, LeaseRevokeRequest,
-};
+use crate::pb::etcdserverpb::{AlarmMember, AlarmRequest, CompactionRequest};
 use crate::pb::internal::internal_request::Request;
 use crate::pb::internal::{
     AuthAdminRequest, EventBatch, MemberAttributes, MemberRecord, MemberUpdate,
@@ -71,10 +69,10 @@ pub struct MemberConfig {
     /// The unix socket of the Python HTTP application: when set, the client
     /// listeners also serve etcd's HTTP endpoints (no --listen-client-http-urls).
     pub client_http_gateway: Option<PathBuf>,
+    /// How often the leader checkpoints remaining lease TTLs; None without
+    /// --experimental-enable-lease-checkpoint.
+    pub lease_checkpoint_interval: Option<Duration>,
 }
-
-/// (granted TTL, attached keys) of one lease.
-pub type LeaseInfo = (i64, Vec<Vec<u8>>);
 
 /// The numbers Maintenance.Status reports.
 #[derive(Clone, Debug)]
@@ -253,6 +251,7 @@ impl Member {
                     self.cfg.backend_batch_limit
                 },
                 metrics: self.metrics.clone(),
+                lease_checkpoint_interval: self.cfg.lease_checkpoint_interval,
             },
             self.bridge.clone(),
             Some(transport.clone()),
@@ -272,12 +271,14 @@ impl Member {
             max_txn_ops: self.cfg.max_txn_ops,
             max_concurrent_streams: self.cfg.max_concurrent_streams,
         };
+        let expiry = rx.clone();
         let served = runtime.block_on(async {
             let peers =
                 transport::serve(peer_addrs, transport.clone(), peer_tls, rx.clone()).await?;
             let clients = server::serve(
                 addrs,
                 handle.clone(),
+                Some(transport.clone()),
                 self.bridge.clone(),
                 limits,
                 client_tls,
@@ -294,6 +295,7 @@ impl Member {
                 return Err(StartError(e.to_string()));
             }
         };
+        tasks.push(runtime.spawn(crate::lessor::expiry::run(handle.clone(), expiry)));
         let (name, client_urls) = (self.cfg.name.clone(), self.cfg.client_urls.clone());
         let (bridge, every) = (self.bridge.clone(), self.cfg.election);
         tasks.push(runtime.spawn(async move {
@@ -563,22 +565,6 @@ impl Member {
         Ok(sm.store.hash_kv(rtx.key_bucket(), rev)?)
     }
 
-    pub fn leases(&self) -> Result<Vec<(i64, i64)>, Status> {
-        let h = self.node()?;
-        let sm = h.shared.sm.read().expect("state poisoned");
-        Ok(sm.leases.iter().collect())
-    }
-
-    /// The granted TTL and attached keys of a lease, if it exists.
-    pub fn lease_info(&self, id: i64) -> Result<Option<LeaseInfo>, Status> {
-        let h = self.node()?;
-        let sm = h.shared.sm.read().expect("state poisoned");
-        Ok(sm
-            .leases
-            .ttl(id)
-            .map(|ttl| (ttl, sm.store.keys_with_lease(id))))
-    }
-
     /// Defragment: the backend file rewritten without the space compaction
     /// freed (member-local, as etcd's). Returns its size (before, after).
     pub fn defragment(&self) -> Result<(u64, u64), Status> {
@@ -588,20 +574,6 @@ impl Member {
     pub fn alarms(&self) -> Result<Vec<AlarmMember>, Status> {
         let h = self.node()?;
         Ok(h.shared.sm.read().expect("state poisoned").alarms.clone())
-    }
-
-    pub fn lease_grant(&self, id: i64, ttl: i64) -> Result<i64, Status> {
-        let a = self
-            .node()?
-            .propose_blocking(Request::LeaseGrant(LeaseGrantRequest { id, ttl }))?;
-        Ok(a.revision)
-    }
-
-    pub fn lease_revoke(&self, id: i64) -> Result<i64, Status> {
-        let a = self
-            .node()?
-            .propose_blocking(Request::LeaseRevoke(LeaseRevokeRequest { id }))?;
-        Ok(a.revision)
     }
 
     /// Compacts the store at `revision` through Raft (auto-compaction);

@@ -43,7 +43,8 @@ impl CoreConfig {
         initial_cluster, initial_cluster_state, cluster_token, snapshot_count, max_request_bytes,
         max_txn_ops, quota_backend_bytes, heartbeat_ms, election_ms, client_tls=None, peer_tls=None,
         jwt=None, max_concurrent_streams=u32::MAX,
-        client_http_gateway=None, backend_batch_interval_ms=0, backend_batch_limit=0))]
+        client_http_gateway=None, backend_batch_interval_ms=0, backend_batch_limit=0,
+        lease_checkpoint_interval_ms=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
@@ -68,6 +69,7 @@ impl CoreConfig {
         client_http_gateway: Option<PathBuf>,
         backend_batch_interval_ms: u64,
         backend_batch_limit: u64,
+        lease_checkpoint_interval_ms: u64,
     ) -> CoreConfig {
         CoreConfig {
             inner: MemberConfig {
@@ -93,6 +95,8 @@ impl CoreConfig {
                 jwt: jwt.map(|j| j.inner),
                 max_concurrent_streams,
                 client_http_gateway,
+                lease_checkpoint_interval: (lease_checkpoint_interval_ms > 0)
+                    .then(|| Duration::from_millis(lease_checkpoint_interval_ms)),
             },
         }
     }
@@ -198,9 +202,6 @@ impl Core {
                 Item::Events { revision, batch } => ("events", revision, PyBytes::new(py, &batch))
                     .into_pyobject(py)?
                     .into_any(),
-                Item::Leader { is_leader, term } => {
-                    ("leader", is_leader, term).into_pyobject(py)?.into_any()
-                }
                 Item::Removed => ("removed",).into_pyobject(py)?.into_any(),
                 Item::Published => ("published",).into_pyobject(py)?.into_any(),
                 Item::Failed { reason } => ("failed", reason).into_pyobject(py)?.into_any(),
@@ -306,32 +307,9 @@ impl Core {
             .map_err(core_err)
     }
 
-    fn leases(&self) -> PyResult<Vec<(i64, i64)>> {
-        self.with(|m| m.leases()).map_err(core_err)
-    }
-
-    fn lease_info<'py>(
-        &self,
-        py: Python<'py>,
-        lease_id: i64,
-    ) -> PyResult<Option<(i64, Vec<Bound<'py, PyBytes>>)>> {
-        let info = self.with(|m| m.lease_info(lease_id)).map_err(core_err)?;
-        Ok(info.map(|(ttl, keys)| (ttl, keys.iter().map(|k| PyBytes::new(py, k)).collect())))
-    }
-
     fn alarms(&self) -> PyResult<Vec<(u64, i32)>> {
         let a = self.with(|m| m.alarms()).map_err(core_err)?;
         Ok(a.into_iter().map(|a| (a.member_id, a.alarm)).collect())
-    }
-
-    fn lease_grant(&self, py: Python<'_>, lease_id: i64, ttl: i64) -> PyResult<i64> {
-        py.allow_threads(|| self.with(|m| m.lease_grant(lease_id, ttl)))
-            .map_err(core_err)
-    }
-
-    fn lease_revoke(&self, py: Python<'_>, lease_id: i64) -> PyResult<i64> {
-        py.allow_threads(|| self.with(|m| m.lease_revoke(lease_id)))
-            .map_err(core_err)
     }
 
     fn alarm(

@@ -9,6 +9,9 @@
 //!
 //! While alarms are raised it refuses what they forbid (see [`crate::alarms`]:
 //! CORRUPT every write, NOSPACE whatever could grow the database).
+//!
+//! What it changes in the lease table it also records as [`LeaseChange`]s,
+//! which the applier hands to the lessor once the batch is committed.
 
 use std::collections::VecDeque;
 
@@ -19,6 +22,7 @@ use crate::auth::AuthStore;
 use crate::backend::{Backend, BackendError, ReadTx, Tables, ENTRY_OVERHEAD};
 use crate::errors;
 use crate::lease_table::LeaseTable;
+use crate::lessor::LeaseChange;
 use crate::membership::{Change, Membership};
 use crate::mvcc::{Compaction, MvccError, PrevValues, Store};
 use crate::pb::etcdserverpb::{
@@ -39,6 +43,7 @@ pub enum Outcome {
     Compaction(CompactionResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    LeaseCheckpoint,
     Alarm(AlarmResponse),
     /// A membership change or a member's attributes were applied.
     Membership,
@@ -58,6 +63,8 @@ pub struct StateMachine {
     /// Compactions applied whose versions are still being removed from the
     /// key bucket, oldest first (the applier works on them between batches).
     pub compactions: VecDeque<Compaction>,
+    /// Lease changes applied since the applier last took them.
+    pub lease_changes: Vec<LeaseChange>,
 }
 
 impl StateMachine {
@@ -81,8 +88,8 @@ impl StateMachine {
         backend
             .set_live_bytes(size.bytes as i64 + size.entries as i64 * ENTRY_OVERHEAD + saved.bytes);
         let mut leases = LeaseTable::default();
-        for (id, ttl) in &saved.leases {
-            leases.grant(*id, *ttl);
+        for (id, ttl, remaining_ttl) in &saved.leases {
+            leases.restore(*id, *ttl, *remaining_ttl);
         }
         Ok(StateMachine {
             store,
@@ -94,6 +101,7 @@ impl StateMachine {
             applied_index: saved.consistent_index,
             applied_term: saved.term,
             compactions,
+            lease_changes: Vec::new(),
         })
     }
 
@@ -163,7 +171,11 @@ impl StateMachine {
                 if !self.leases.grant(g.id, g.ttl) {
                     return Err(errors::lease_exists());
                 }
-                tables.put_lease(g.id, g.ttl).map_err(backend_err)?;
+                tables.put_lease(g.id, g.ttl, 0).map_err(backend_err)?;
+                self.lease_changes.push(LeaseChange::Granted {
+                    id: g.id,
+                    ttl: g.ttl,
+                });
                 let resp = LeaseGrantResponse {
                     id: g.id,
                     ttl: g.ttl,
@@ -178,7 +190,24 @@ impl StateMachine {
                 tables.remove_lease(r.id).map_err(backend_err)?;
                 let keys = self.store.keys_with_lease(r.id);
                 let evs = delete_keys(&mut self.store, tables, prev_values, keys)?;
+                self.lease_changes.push(LeaseChange::Revoked(r.id));
                 (Outcome::LeaseRevoke(LeaseRevokeResponse::default()), evs)
+            }
+            Request::LeaseCheckpoint(c) => {
+                // A lease revoked since the leader took the checkpoint is
+                // skipped, as etcd skips it.
+                for cp in &c.checkpoints {
+                    if let Some(ttl) = self.leases.checkpoint(cp.id, cp.remaining_ttl) {
+                        tables
+                            .put_lease(cp.id, ttl, cp.remaining_ttl)
+                            .map_err(backend_err)?;
+                        self.lease_changes.push(LeaseChange::Checkpointed {
+                            id: cp.id,
+                            remaining_ttl: cp.remaining_ttl,
+                        });
+                    }
+                }
+                (Outcome::LeaseCheckpoint, vec![])
             }
             Request::Alarm(a) => {
                 let resp = self.apply_alarm(a.action, a.member_id, a.alarm);
@@ -289,8 +318,8 @@ fn delete_keys(
 mod tests {
     use super::*;
     use crate::pb::etcdserverpb::{
-        alarm_request::AlarmAction, AlarmRequest, CompactionRequest, LeaseGrantRequest,
-        LeaseRevokeRequest, PutRequest, RangeRequest,
+        alarm_request::AlarmAction, AlarmRequest, CompactionRequest, LeaseCheckpoint,
+        LeaseCheckpointRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest,
     };
     use tonic::Code;
 
@@ -550,6 +579,60 @@ mod tests {
         let r = m.reloaded();
         assert_eq!(r.store, m.sm.store);
         assert!(m.apply(put("after", "x")).is_ok());
+    }
+
+    fn checkpoint(id: i64, remaining_ttl: i64) -> Request {
+        Request::LeaseCheckpoint(LeaseCheckpointRequest {
+            checkpoints: vec![LeaseCheckpoint { id, remaining_ttl }],
+        })
+    }
+
+    #[test]
+    fn lease_changes_are_recorded_for_the_lessor() {
+        let mut m = Machine::new();
+        m.apply(Request::LeaseGrant(LeaseGrantRequest { id: 5, ttl: 600 }))
+            .unwrap();
+        m.apply(checkpoint(5, 300)).unwrap();
+        m.apply(Request::LeaseRevoke(LeaseRevokeRequest { id: 5 }))
+            .unwrap();
+        assert!(m
+            .apply(Request::LeaseRevoke(LeaseRevokeRequest { id: 5 }))
+            .is_err());
+        assert_eq!(
+            std::mem::take(&mut m.sm.lease_changes),
+            vec![
+                LeaseChange::Granted { id: 5, ttl: 600 },
+                LeaseChange::Checkpointed {
+                    id: 5,
+                    remaining_ttl: 300
+                },
+                LeaseChange::Revoked(5),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_checkpointed_remaining_ttl_survives_a_restart() {
+        let mut m = Machine::new();
+        m.apply(Request::LeaseGrant(LeaseGrantRequest { id: 5, ttl: 600 }))
+            .unwrap();
+        m.apply(checkpoint(5, 300)).unwrap();
+        let r = m.reloaded();
+        assert_eq!(
+            r.leases.iter_full().collect::<Vec<_>>(),
+            vec![(5, 600, 300)]
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_of_a_lease_revoked_meanwhile_is_skipped() {
+        let mut m = Machine::new();
+        assert!(matches!(
+            m.apply(checkpoint(5, 300)),
+            Ok(Outcome::LeaseCheckpoint)
+        ));
+        assert!(m.sm.lease_changes.is_empty());
+        assert!(m.reloaded().leases.is_empty());
     }
 
     #[test]

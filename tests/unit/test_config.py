@@ -368,10 +368,28 @@ def test_later_flags_are_accepted_and_reported() -> None:
 
 
 def test_experimental_flags_warn() -> None:
-    c = parse("--experimental-enable-lease-checkpoint=true")
+    c = parse("--experimental-memory-mlock=true")
     assert [(n.level, n.fields["flag-name"]) for n in c.notices] == [
-        ("warn", "experimental-enable-lease-checkpoint")
+        ("warn", "experimental-memory-mlock")
     ]
+
+
+def test_lease_checkpointing_is_off_by_default() -> None:
+    assert parse().lease_checkpoint_interval_ms() == 0
+
+
+def test_lease_checkpointing_is_a_setting_every_five_minutes() -> None:
+    c = parse("--experimental-enable-lease-checkpoint=true")
+    assert c.notices == []
+    assert c.lease_checkpoint_interval_ms() == 300_000
+
+
+def test_lease_checkpoint_interval_takes_a_go_duration() -> None:
+    c = parse(
+        "--experimental-enable-lease-checkpoint=true",
+        "--experimental-lease-checkpoint-interval=1.5s",
+    )
+    assert c.lease_checkpoint_interval_ms() == 1500
 
 
 def test_initial_corrupt_check_is_a_setting_not_a_warning() -> None:

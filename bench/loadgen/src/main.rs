@@ -4,6 +4,7 @@
 //! N clients (concurrent in-flight requests, each issuing its requests one
 //! after another) share C HTTP/2 connections round-robin. The run stops after
 //! `--total` requests or `--duration-secs` seconds, whichever comes first.
+//! `--op lease` is different: see `lease.rs`.
 //! Failed requests are counted in `errors` and never stop the run; only
 //! successful requests enter the latency histogram and `ops_per_sec`.
 
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use tonic::transport::{Channel, Endpoint};
+
+mod lease;
 
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");
@@ -48,6 +51,9 @@ enum Op {
     /// writers put under it; throughput is events delivered per second, and
     /// latency is from a put's send to each watcher receiving its event.
     Watch,
+    /// `--leases` leases granted (with a key each), kept alive over
+    /// `--clients` streams, then revoked: three results, one per phase.
+    Lease,
 }
 
 impl Op {
@@ -58,6 +64,7 @@ impl Op {
             Op::GetLinearizable => "get-linearizable",
             Op::Range => "range",
             Op::Watch => "watch",
+            Op::Lease => "lease",
         }
     }
 }
@@ -116,6 +123,21 @@ struct Args {
     /// Per-request deadline in seconds; a request past it counts as an error.
     #[arg(long, default_value_t = 10.0)]
     timeout_secs: f64,
+    /// Leases for `--op lease`.
+    #[arg(long, default_value_t = 100_000)]
+    leases: u64,
+    /// Their TTL in seconds (long enough that none expires during the run).
+    #[arg(long, default_value_t = 3600)]
+    lease_ttl: i64,
+    /// Put one key on each lease as it is granted.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    lease_keys: bool,
+    /// Keep-alives each stream has unanswered at most.
+    #[arg(long, default_value_t = 64)]
+    keepalive_window: usize,
+    /// How many times every lease is renewed.
+    #[arg(long, default_value_t = 1)]
+    keepalive_rounds: u64,
 }
 
 /// xorshift64*: plenty for spreading keys, and no extra dependency.
@@ -164,7 +186,7 @@ async fn connect(endpoint: &str, timeout: Duration) -> Result<Channel, tonic::tr
 /// read benchmark over missing data would measure the wrong thing.
 async fn populate(args: &Args, chans: &[Channel], value: &[u8]) -> Result<(), String> {
     match args.op {
-        Op::Put | Op::Watch => Ok(()),
+        Op::Put | Op::Watch | Op::Lease => Ok(()),
         Op::GetSerializable | Op::GetLinearizable => {
             let mut kv = KvClient::new(chans[0].clone());
             kv.put(PutRequest {
@@ -302,6 +324,7 @@ async fn run_client(
                 .await
                 .map(|_| ())
             }
+            Op::Lease => unreachable!("lease runs its own phases"),
         };
         let done = Instant::now();
         last_done = done;
@@ -380,8 +403,7 @@ async fn run_watcher(
     let mut last = None;
     let mut created = 0usize;
     while !done.load(Ordering::Relaxed) {
-        let msg = match tokio::time::timeout(Duration::from_millis(200), inbound.message()).await
-        {
+        let msg = match tokio::time::timeout(Duration::from_millis(200), inbound.message()).await {
             Ok(Ok(Some(m))) => m,
             Ok(Ok(None)) => break,
             Err(_) => continue,
@@ -434,6 +456,10 @@ async fn main() {
                 std::process::exit(2);
             }
         }
+    }
+    if args.op == Op::Lease {
+        lease::run(&args, &chans).await;
+        return;
     }
     let value: Arc<Vec<u8>> = Arc::new(vec![b'v'; args.value_size]);
     if let Err(e) = populate(&args, &chans, &value).await {
@@ -489,8 +515,8 @@ async fn main() {
     let deadline = begin + Duration::from_secs_f64(args.duration_secs.max(0.0));
     let mut tasks = Vec::with_capacity(clients);
     for id in 0..clients {
-        let kv = KvClient::new(chans[id % conns].clone())
-            .max_decoding_message_size(64 * 1024 * 1024);
+        let kv =
+            KvClient::new(chans[id % conns].clone()).max_decoding_message_size(64 * 1024 * 1024);
         tasks.push(tokio::spawn(run_client(
             id,
             args.op,

@@ -269,7 +269,20 @@ FLAGS: tuple[Flag, ...] = (
     # experimental
     _f("experimental-initial-corrupt-check", "false", BOOL),
     _f("experimental-corrupt-check-time", "0s", DURATION, WARN),
-    _f("experimental-enable-lease-checkpoint", "false", BOOL, WARN),
+    _f(
+        "experimental-enable-lease-checkpoint",
+        "false",
+        BOOL,
+        help="Have the leader record leases' remaining TTLs through Raft, so that a new "
+        "leader or a restarted cluster continues from them instead of the full TTL.",
+    ),
+    _f(
+        "experimental-lease-checkpoint-interval",
+        "5m0s",
+        DURATION,
+        help="How often remaining lease TTLs are checkpointed (an etcdcore flag: etcd "
+        "fixes it at 5m).",
+    ),
     _f("experimental-compaction-batch-limit", "1000", INT, WARN),
     _f("experimental-watch-progress-notify-interval", "10m0s", DURATION, WARN),
     _f("experimental-downgrade-check-time", "5s", DURATION, WARN),
@@ -392,6 +405,9 @@ class ServerConfig:
     #: defaults, 100ms and 10000).
     backend_batch_interval: float = 0.0
     backend_batch_limit: int = 0
+    #: --experimental-enable-lease-checkpoint, and how often (seconds).
+    lease_checkpoint: bool = False
+    lease_checkpoint_interval: float = 300.0
     #: --enable-console: the web console under /console/ (etcdcore.http.console).
     enable_console: bool = False
 
@@ -604,6 +620,10 @@ class ServerConfig:
             enable_console=_truthy(get("enable-console")),
             backend_batch_interval=max(0.0, go_duration_seconds(get("backend-batch-interval"))),
             backend_batch_limit=max(0, parse_go_int(get("backend-batch-limit"), signed=True)),
+            lease_checkpoint=_truthy(get("experimental-enable-lease-checkpoint")),
+            lease_checkpoint_interval=lease_checkpoint_interval(
+                get("experimental-lease-checkpoint-interval")
+            ),
             auto_compaction_mode=mode,
             auto_compaction_retention=retention,
             log_level=log_level,
@@ -639,6 +659,12 @@ class ServerConfig:
     def backend_batch_interval_ms(self) -> int:
         """--backend-batch-interval in whole milliseconds (0: the default)."""
         return round(self.backend_batch_interval * 1000)
+
+    def lease_checkpoint_interval_ms(self) -> int:
+        """How often the leader checkpoints lease TTLs, in milliseconds (0: off)."""
+        if not self.lease_checkpoint:
+            return 0
+        return max(1, round(self.lease_checkpoint_interval * 1000))
 
     def effective_quota_bytes(self) -> int:
         """The backend quota in bytes: etcd's default for 0, unlimited for negative."""
@@ -1053,6 +1079,13 @@ def parse_compaction_retention(mode: str, retention: str) -> float:
             f'error parsing CompactionRetention: time: invalid duration "{retention}"'
         )
     return go_duration_seconds(retention)
+
+
+def lease_checkpoint_interval(text: str) -> float:
+    """--experimental-lease-checkpoint-interval in seconds; a zero or negative
+    interval means etcd's 5 minutes."""
+    seconds = go_duration_seconds(text)
+    return seconds if seconds > 0 else 300.0
 
 
 def go_duration_seconds(text: str) -> float:

@@ -40,7 +40,6 @@ from etcdcore.services.cluster import ClusterService
 from etcdcore.services.compactor import Compactor
 from etcdcore.services.election import ElectionService
 from etcdcore.services.leader_client import LeaderClient
-from etcdcore.services.lessor import LeaseService, Lessor
 from etcdcore.services.lock import LockService
 from etcdcore.services.loopback import LoopbackKV
 from etcdcore.services.maintenance import MaintenanceService
@@ -100,6 +99,7 @@ def core_config(
         peer_tls=core_tls(cfg.peer_tls, cfg) if cfg.peer_tls_enabled() else None,
         jwt=jwt,
         client_http_gateway=client_http_gateway,
+        lease_checkpoint_interval_ms=cfg.lease_checkpoint_interval_ms(),
     )
 
 
@@ -142,12 +142,10 @@ async def serve(
     loop = asyncio.get_running_loop()
     handle_signals = stop is None
     bridge = Bridge(core)
-    lessor = Lessor(core, election_timeout_ms=cfg.election_timeout)
     watch_hub = WatchHub(core, max_response_bytes=cfg.max_request_bytes + GRPC_OVERHEAD_BYTES)
     watch_hub.register(bridge)
     credentials = client_credentials(cfg.client_tls) if cfg.client_tls_enabled() else None
     leader = LeaderClient(core, credentials)
-    LeaseService(core, lessor, leader).register(bridge)
     MaintenanceService(core).register(bridge)
     auth = AuthService(core, token_ttl=cfg.auth_token_ttl, bcrypt_cost=cfg.bcrypt_cost, jwt=jwt)
     auth.register(bridge)
@@ -190,7 +188,6 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
     bridge.attach(loop)
-    lessor.start()
     compaction: asyncio.Task[None] | None = None
     retention = parse_compaction_retention(cfg.auto_compaction_mode, cfg.auto_compaction_retention)
     if retention > 0:
@@ -220,7 +217,6 @@ async def serve(
         if compaction is not None:
             compaction.cancel()
         await bridge.shutdown()
-        await lessor.stop()
         await leader.close()
         await loopback.close()
     finally:

@@ -1,14 +1,13 @@
-"""The few calls a follower hands to the leader, as etcd's followers do.
+"""The call a follower hands to the leader over its client URL: MemberPromote.
 
-Only the leader knows lease deadlines and how far a learner has caught up, so
-etcd forwards LeaseKeepAlive, LeaseTimeToLive and MemberPromote to it. We reach
-the leader on its advertised client URL with an ordinary gRPC client: the call
-then runs through exactly the leader's own service code.
+Only the leader knows how far a learner has caught up, so etcd forwards
+MemberPromote to it. We reach the leader on its advertised client URL with an
+ordinary gRPC client: the call then runs through exactly the leader's own
+service code. (Lease keep-alives and TimeToLive, which etcd also forwards, are
+handed to the leader by the core over the peer connection.)
 """
 
 from __future__ import annotations
-
-import asyncio
 
 import grpc
 
@@ -35,11 +34,6 @@ class LeaderClient:
         self._credentials = credentials
         self._target: str | None = None
         self._channel: grpc.aio.Channel | None = None
-        self._keepalive: (
-            grpc.aio.StreamStreamCall[rpc_pb2.LeaseKeepAliveRequest, rpc_pb2.LeaseKeepAliveResponse]
-            | None
-        ) = None
-        self._keepalive_lock = asyncio.Lock()
 
     def _leader_target(self) -> str:
         leader = int(self.core.status().get("leader", 0))
@@ -48,71 +42,27 @@ class LeaderClient:
                 return grpc_target(clients[0])
         raise EtcdError(UNAVAILABLE, ERR_NO_LEADER)
 
-    async def _stub(self) -> rpc_pb2_grpc.LeaseAsyncStub:
+    async def _open(self) -> grpc.aio.Channel:
         target = self._leader_target()
         if target != self._target or self._channel is None:
             await self.close()
             self._target = target
             self._channel = open_channel(target, self._credentials)
-        return rpc_pb2_grpc.LeaseStub(self._channel)
+        return self._channel
 
     async def close(self) -> None:
         """Drop the channel (the leader changed, or the server stops)."""
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-            self._keepalive = None
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
 
-    async def renew(self, lease_id: int) -> int:
-        """One keep-alive on the leader; returns the TTL it answered (0: gone)."""
-        async with self._keepalive_lock:
-            for attempt in (1, 2):
-                stub = await self._stub()
-                if self._keepalive is None:
-                    self._keepalive = stub.LeaseKeepAlive()
-                keepalive = self._keepalive
-                try:
-                    await keepalive.write(rpc_pb2.LeaseKeepAliveRequest(ID=lease_id))
-                    resp = await asyncio.wait_for(keepalive.read(), FORWARD_TIMEOUT)
-                except (grpc.aio.AioRpcError, asyncio.TimeoutError) as e:
-                    self._keepalive = None
-                    if attempt == 2:
-                        raise _etcd_error(e) from e
-                    continue
-                if not isinstance(resp, rpc_pb2.LeaseKeepAliveResponse):
-                    self._keepalive = None  # the leader ended the stream
-                    continue
-                return int(resp.TTL)
-        raise EtcdError(UNAVAILABLE, ERR_NO_LEADER)
-
-    async def time_to_live(self, data: bytes) -> bytes:
-        """LeaseTimeToLive answered by the leader."""
-        stub = await self._stub()
-        try:
-            resp = await stub.LeaseTimeToLive(
-                rpc_pb2.LeaseTimeToLiveRequest.FromString(data), timeout=FORWARD_TIMEOUT
-            )
-        except grpc.aio.AioRpcError as e:
-            raise _etcd_error(e) from e
-        return resp.SerializeToString()
-
     async def member_promote(self, data: bytes) -> bytes:
         """MemberPromote answered by the leader."""
-        await self._stub()
-        assert self._channel is not None
-        stub = rpc_pb2_grpc.ClusterStub(self._channel)
+        stub = rpc_pb2_grpc.ClusterStub(await self._open())
         try:
             resp = await stub.MemberPromote(
                 rpc_pb2.MemberPromoteRequest.FromString(data), timeout=FORWARD_TIMEOUT
             )
         except grpc.aio.AioRpcError as e:
-            raise _etcd_error(e) from e
+            raise EtcdError(e.code().value[0], e.details() or "") from e
         return resp.SerializeToString()
-
-
-def _etcd_error(e: BaseException) -> EtcdError:
-    if isinstance(e, grpc.aio.AioRpcError):
-        return EtcdError(e.code().value[0], e.details() or "")
-    return EtcdError(UNAVAILABLE, "etcdserver: request timed out")

@@ -5,12 +5,12 @@
 //!
 //! KV: reads need read permission on their range, writes write permission
 //! (and read as well when they return previous values), a txn everything its
-//! compares and operations touch; compaction needs the root role. The
-//! services bridged to Python are checked here before they are forwarded:
-//! admin RPCs need the root role, watches read permission on their range
-//! (a refused watch is cancelled, as etcd does), lease revocation write
-//! permission on the lease's keys, locks and elections permission on keys
-//! under their name.
+//! compares and operations touch; compaction needs the root role. Lease
+//! revocation needs write permission on the lease's keys. The services
+//! bridged to Python are checked here before they are forwarded: admin RPCs
+//! need the root role, watches read permission on their range (a refused
+//! watch is cancelled, as etcd does), locks and elections permission on
+//! keys under their name.
 
 use prost::Message;
 use tonic::metadata::MetadataMap;
@@ -20,8 +20,8 @@ use super::{Access, AuthStore, Caller, Presented};
 use crate::errors::{self, auth as err};
 use crate::pb::etcdserverpb::request_op::Request as Op;
 use crate::pb::etcdserverpb::{
-    AlarmRequest, AuthRoleGetRequest, AuthUserGetRequest, DeleteRangeRequest, LeaseRevokeRequest,
-    PutRequest, RangeRequest, TxnRequest, WatchRequest,
+    AlarmRequest, AuthRoleGetRequest, AuthUserGetRequest, DeleteRangeRequest, PutRequest,
+    RangeRequest, TxnRequest, WatchRequest,
 };
 use crate::raft_node::Shared;
 
@@ -126,15 +126,20 @@ fn under(name: &[u8]) -> (Vec<u8>, Vec<u8>) {
     (prefix, end)
 }
 
+/// LeaseRevoke: the root role, or write permission on every key attached to
+/// the lease (`keys`), as etcd checks a revocation when applying it.
+pub fn check_lease_revoke(s: &AuthStore, c: &Caller, keys: &[Vec<u8>]) -> Result<(), Status> {
+    if matches!(c, Caller::Anyone) || s.is_admin(c).is_ok() {
+        return Ok(());
+    }
+    for key in keys {
+        s.check(c, Access::Write, key, &[])?;
+    }
+    Ok(())
+}
+
 /// Checks a unary call to a bridged service (`method` is the gRPC path).
-/// `lease_keys` lists the keys attached to a lease.
-pub fn check_bridged(
-    s: &AuthStore,
-    c: &Caller,
-    method: &str,
-    body: &[u8],
-    lease_keys: &dyn Fn(i64) -> Vec<Vec<u8>>,
-) -> Result<(), Status> {
+pub fn check_bridged(s: &AuthStore, c: &Caller, method: &str, body: &[u8]) -> Result<(), Status> {
     if matches!(c, Caller::Anyone) {
         return Ok(());
     }
@@ -176,16 +181,6 @@ pub fn check_bridged(
             let text = e.message().trim_start_matches("etcdserver: ");
             Status::unknown(format!("auth: {text}"))
         }),
-        ("etcdserverpb.Lease", "LeaseRevoke") => {
-            let r: LeaseRevokeRequest = decode(body)?;
-            if s.is_admin(c).is_ok() {
-                return Ok(());
-            }
-            for key in lease_keys(r.id) {
-                s.check(c, Access::Write, &key, &[])?;
-            }
-            Ok(())
-        }
         ("v3lockpb.Lock", "Lock") | ("v3electionpb.Election", "Campaign") => {
             let r: NameField = decode(body)?;
             let (k, end) = under(&r.name);

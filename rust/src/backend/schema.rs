@@ -96,11 +96,11 @@ pub fn lease_key(id: i64) -> [u8; 8] {
     (id as u64).to_be_bytes()
 }
 
-pub fn lease_value(id: i64, ttl: i64) -> Vec<u8> {
+pub fn lease_value(id: i64, ttl: i64, remaining_ttl: i64) -> Vec<u8> {
     Lease {
         id,
         ttl,
-        remaining_ttl: 0,
+        remaining_ttl,
     }
     .encode_to_vec()
 }

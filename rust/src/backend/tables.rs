@@ -104,11 +104,13 @@ impl<'t> Tables<'t> {
         )
     }
 
-    pub fn put_lease(&self, id: i64, ttl: i64) -> Result<(), BackendError> {
+    /// Writes a lease: its granted TTL and its checkpointed remaining TTL
+    /// (0: none).
+    pub fn put_lease(&self, id: i64, ttl: i64, remaining_ttl: i64) -> Result<(), BackendError> {
         self.put(
             schema::LEASE,
             &schema::lease_key(id),
-            &schema::lease_value(id, ttl),
+            &schema::lease_value(id, ttl, remaining_ttl),
         )
     }
 
@@ -203,8 +205,8 @@ pub struct SavedState {
     /// removing versions.
     pub scheduled_compaction: i64,
     pub finished_compaction: i64,
-    /// (id, granted TTL) of every lease.
-    pub leases: Vec<(i64, i64)>,
+    /// (id, granted TTL, checkpointed remaining TTL) of every lease.
+    pub leases: Vec<(i64, i64, i64)>,
     pub alarms: Vec<AlarmMember>,
     pub members: Vec<MemberRecord>,
     pub removed: Vec<u64>,
@@ -269,7 +271,7 @@ impl SavedState {
         rtx.for_each(schema::LEASE, &mut |k, v| {
             s.bytes += entry_bytes(k, v);
             let l = schema::parse_lease(v).map_err(bad)?;
-            s.leases.push((l.id, l.ttl));
+            s.leases.push((l.id, l.ttl, l.remaining_ttl));
             Ok(true)
         })?;
         rtx.for_each(schema::ALARM, &mut |k, v| {

@@ -34,7 +34,7 @@ fn sample(dir: &Path) -> Backend {
                 )
                 .unwrap();
         }
-        t.put_lease(7, 60).unwrap();
+        t.put_lease(7, 60, 25).unwrap();
         t.save_alarms(&[crate::pb::etcdserverpb::AlarmMember {
             member_id: 1,
             alarm: 1,
@@ -148,7 +148,7 @@ fn saved_state_reads_back_what_was_written() {
     let b = sample(dir.path());
     let s = b.begin_read().unwrap().saved_state().unwrap();
     assert_eq!((s.consistent_index, s.term), (42, 3));
-    assert_eq!(s.leases, vec![(7, 60)]);
+    assert_eq!(s.leases, vec![(7, 60, 25)]);
     assert_eq!(s.alarms.len(), 1);
     assert_eq!(s.members[0].name, "n1");
     assert_eq!(s.removed, vec![5]);

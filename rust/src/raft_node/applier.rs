@@ -9,6 +9,10 @@
 //! physical half of compactions a batch at a time, installing a leader's
 //! snapshot, defragmenting.
 //!
+//! After each batch it hands the lessor the lease changes the batch applied,
+//! and promotes it when the batch holds this leader's first entry of its term
+//! (see [`crate::lessor`]).
+//!
 //! A backend failure stops the member (etcd's fail-stop): nothing more is
 //! applied, and the Raft loop stops when it sees the member stopped.
 
@@ -239,6 +243,7 @@ impl Applier {
         let mut membership_changed = false;
         let mut raise_no_space = false;
         let mut over_quota = Vec::new();
+        let mut promote_lessor = false;
         let count = entries.len() as u64;
         let mut sm = self.shared.sm.write().expect("state poisoned");
         let tx = sm.backend.begin_write()?;
@@ -337,6 +342,11 @@ impl Applier {
                             answers.push((reply, result));
                         }
                     }
+                    // A new leader's empty entry: everything of the previous
+                    // term is applied, so its lessor takes over (etcd).
+                    EntryType::EntryNormal => {
+                        promote_lessor |= self.shared.leader() == self.cfg.id;
+                    }
                     _ => {}
                 }
             }
@@ -347,7 +357,18 @@ impl Applier {
         tx.commit(Durability::None)?;
         let applied = sm.applied_index;
         self.shared.db_size.store(sm.db_size(), Ordering::Release);
+        let lease_changes = std::mem::take(&mut sm.lease_changes);
+        let revision = sm.store.current_revision();
         drop(sm);
+        let now = Instant::now();
+        self.shared.lessor.apply(&lease_changes, now);
+        if promote_lessor {
+            let (shared, me) = (&self.shared, self.cfg.id);
+            shared
+                .lessor
+                .promote(self.cfg.election_timeout(), now, || shared.leader() == me);
+        }
+        self.shared.revision.store(revision, Ordering::Release);
         self.shared.set_applied(applied);
         self.since_durable += count;
         if let Some(c) = conf {
@@ -477,7 +498,12 @@ impl Applier {
         self.shared
             .db_size
             .store(state.db_size(), Ordering::Release);
+        self.shared
+            .lessor
+            .recover(state.leases.iter_full(), Instant::now());
+        let revision = state.store.current_revision();
         *self.shared.sm.write().expect("state poisoned") = state;
+        self.shared.revision.store(revision, Ordering::Release);
         self.shared.set_applied(index);
         self.since_durable = 0;
         self.shared.set_durable(index, term);

@@ -24,7 +24,7 @@ pub const BOOTSTRAP_TERM: u64 = 1;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -36,6 +36,8 @@ use tonic::Status;
 use crate::backend::ReadTx;
 use crate::bridge::Bridge;
 use crate::errors;
+use crate::idutil::IdGenerator;
+use crate::lessor::{Lessor, LessorConfig};
 use crate::membership::Change;
 use crate::metrics::Metrics;
 use crate::pb::internal::internal_request::Request;
@@ -77,6 +79,28 @@ pub struct NodeConfig {
     pub backend_batch_limit: u64,
     /// Where the loop, its WAL and the servers count for /metrics.
     pub metrics: Arc<Metrics>,
+    /// How often the leader checkpoints remaining lease TTLs; None without
+    /// --experimental-enable-lease-checkpoint.
+    pub lease_checkpoint_interval: Option<Duration>,
+}
+
+impl NodeConfig {
+    /// The election timeout (what a new leader extends leases by).
+    pub fn election_timeout(&self) -> Duration {
+        self.heartbeat * self.election_ticks as u32
+    }
+
+    /// etcd's ReqTimeout: how long a request may wait for a leader.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + 2 * self.election_timeout()
+    }
+
+    fn lessor_config(&self) -> LessorConfig {
+        LessorConfig {
+            min_ttl: LessorConfig::min_ttl_for(self.election_ticks, self.heartbeat),
+            checkpoint_interval: self.lease_checkpoint_interval,
+        }
+    }
 }
 
 /// A proposal's result: the outcome and the position it was applied at.
@@ -163,13 +187,27 @@ pub struct Shared {
     pub internal_token: String,
     /// The --auth-token jwt key, when tokens are JWTs (set before serving).
     pub jwt: OnceLock<Arc<crate::auth::jwt::JwtTokens>>,
+    /// When leases expire: the deadlines, kept while this member leads.
+    pub lessor: Lessor,
+    /// Raft request ids and the ids of leases granted without one.
+    pub ids: IdGenerator,
+    /// The store's revision after the last applied batch, for the headers of
+    /// answers that need no state lock (keep-alives). It moves only after the
+    /// lessor took in the batch, so a keep-alive whose header shows a
+    /// revoke's revision never renews the revoked lease.
+    pub revision: AtomicI64,
 }
 
 impl Shared {
-    fn new(sm: StateMachine) -> Shared {
+    fn new(sm: StateMachine, config: &NodeConfig) -> Shared {
         let applied = sm.applied_index;
         let db_size = sm.db_size();
+        let lessor = Lessor::new(config.lessor_config(), sm.leases.iter_full());
+        let revision = AtomicI64::new(sm.store.current_revision());
         Shared {
+            lessor,
+            ids: IdGenerator::starting_now(config.id),
+            revision,
             term: AtomicU64::new(0),
             leader_id: AtomicU64::new(0),
             commit_index: AtomicU64::new(0),
@@ -197,6 +235,11 @@ impl Shared {
 
     pub fn leader(&self) -> u64 {
         self.leader_id.load(Ordering::Acquire)
+    }
+
+    /// The store's revision as of the last applied batch.
+    pub fn revision(&self) -> i64 {
+        self.revision.load(Ordering::Acquire)
     }
 
     /// Whether the member stopped serving (its Raft loop or applier ended).
@@ -278,7 +321,7 @@ impl Node {
         recovered.wal.time_fsyncs(config.metrics.wal_fsync.clone());
         config.id = recovered.id;
         config.cluster_id = recovered.cluster_id;
-        let shared = Arc::new(Shared::new(recovered.state));
+        let shared = Arc::new(Shared::new(recovered.state, &config));
         let (tx, rx) = mpsc::channel();
         let (jobs, job_rx) = mpsc::channel();
         let jobs_for_handle = jobs.clone();
@@ -292,11 +335,18 @@ impl Node {
         };
         let learner = members.iter().any(|m| m.id == config.id && m.is_learner);
         shared.learner.store(learner, Ordering::Release);
+        let handle = NodeHandle {
+            tx: tx.clone(),
+            jobs: jobs_for_handle,
+            shared: shared.clone(),
+            config: config.clone(),
+        };
         if let Some(t) = &transport {
             t.attach(
                 NodeLink {
                     inbox: tx.clone(),
                     shared: shared.clone(),
+                    node: handle.clone(),
                     snap_dir: recovery::backend_path(&config.data_dir)
                         .parent()
                         .expect("the backend is in a directory")
@@ -335,12 +385,7 @@ impl Node {
             .spawn(move || lp.run())
             .map_err(|e| RecoveryError(format!("cannot start the raft thread: {e}")))?;
         Ok(Node {
-            handle: NodeHandle {
-                tx,
-                jobs: jobs_for_handle,
-                shared,
-                config,
-            },
+            handle,
             raft: Some(raft),
             applier: Some(applier),
         })

@@ -63,18 +63,6 @@ const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5000;
 /// etcd promotes a learner only once it has this share of the leader's log.
 const LEARNER_READY_PERCENT: f64 = 0.9;
 
-/// Proposal ids must never repeat, not even across restarts or between
-/// members: an id found in a replayed or replicated entry would otherwise
-/// answer somebody else's waiting caller. As etcd's idutil: the member id's
-/// low 16 bits, then the start time in milliseconds, then a counter.
-fn first_proposal_id(member_id: u64) -> u64 {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default();
-    ((member_id & 0xffff) << 48) | ((millis & 0xff_ffff_ffff) << 8)
-}
-
 /// raft-rs's node over our log, configured as etcd configures its raft.
 pub(super) fn raw_node(
     cfg: &NodeConfig,
@@ -141,7 +129,6 @@ pub(super) struct ReadyLoop {
     transport: Option<Arc<Transport>>,
     rx: mpsc::Receiver<Msg>,
     applier: mpsc::Sender<Job>,
-    next_id: u64,
     /// When each proposal handed to Raft (and waiting in `shared.proposals`)
     /// times out.
     deadlines: BTreeSet<(Instant, u64)>,
@@ -170,7 +157,6 @@ impl ReadyLoop {
         applier: mpsc::Sender<Job>,
     ) -> ReadyLoop {
         let last_snapshot_index = shared.applied_index.load(Ordering::Acquire);
-        let cfg_id = cfg.id;
         let quota = Quota::new(cfg.quota_backend_bytes);
         ReadyLoop {
             cfg,
@@ -181,7 +167,6 @@ impl ReadyLoop {
             transport,
             rx,
             applier,
-            next_id: first_proposal_id(cfg_id),
             deadlines: BTreeSet::new(),
             stalled: Vec::new(),
             read_waiters: Vec::new(),
@@ -326,10 +311,11 @@ impl ReadyLoop {
         self.node.raft.raft_log.committed > applied + MAX_APPLY_LAG
     }
 
+    /// Proposal ids must never repeat, not even across restarts or between
+    /// members: an id found in a replayed or replicated entry would otherwise
+    /// answer somebody else's waiting caller (see [`crate::idutil`]).
     fn take_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
+        self.shared.ids.next()
     }
 
     /// etcd's check before proposing: would `request` take this member's
@@ -629,10 +615,11 @@ impl ReadyLoop {
             let is_leader = ss.raft_state == StateRole::Leader;
             if is_leader != self.was_leader {
                 self.was_leader = is_leader;
-                self.bridge.push(Item::Leader {
-                    is_leader,
-                    term: self.node.raft.term,
-                });
+                // A new leader's lessor is promoted by the applier, once the
+                // previous term's entries are applied.
+                if !is_leader {
+                    self.shared.lessor.demote();
+                }
             }
             self.finish_transfers(ss.leader_id);
         }

@@ -30,6 +30,7 @@ fn config(dir: &std::path::Path, snapshot_count: u64) -> NodeConfig {
         backend_batch_interval: Duration::from_millis(100),
         backend_batch_limit: 10_000,
         metrics: Default::default(),
+        lease_checkpoint_interval: None,
     }
 }
 
@@ -400,4 +401,111 @@ mod quota {
         assert_eq!(nospace_alarms(&node), vec![7]);
         node.stop();
     }
+}
+
+#[test]
+fn a_lone_member_promotes_its_lessor_once_its_first_entry_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(
+        config(dir.path(), 1000),
+        Arc::new(Bridge::new().unwrap()),
+        None,
+    )
+    .unwrap();
+    let h = node.handle();
+    // Applied after the leader's empty entry of its term.
+    h.propose_blocking(put("a", "1")).unwrap();
+    assert!(h.shared.lessor.is_primary());
+    node.stop();
+}
+
+#[test]
+fn applied_grants_and_revocations_reach_the_lessor_before_the_answer() {
+    use crate::pb::etcdserverpb::{LeaseGrantRequest, LeaseRevokeRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(
+        config(dir.path(), 1000),
+        Arc::new(Bridge::new().unwrap()),
+        None,
+    )
+    .unwrap();
+    let h = node.handle();
+    h.propose_blocking(Request::LeaseGrant(LeaseGrantRequest { id: 9, ttl: 30 }))
+        .unwrap();
+    let view = h
+        .shared
+        .lessor
+        .lookup(9, std::time::Instant::now())
+        .unwrap();
+    assert_eq!(view.granted_ttl, 30);
+    assert!(view.remaining >= 29);
+    assert_eq!(h.shared.revision(), 1);
+    h.propose_blocking(put("k", "v")).unwrap();
+    assert_eq!(h.shared.revision(), 2);
+    h.propose_blocking(Request::LeaseRevoke(LeaseRevokeRequest { id: 9 }))
+        .unwrap();
+    assert!(!h.shared.lessor.contains(9));
+    node.stop();
+}
+
+#[test]
+fn a_restart_brings_back_the_leases_and_a_new_term_promotes_again() {
+    use crate::pb::etcdserverpb::LeaseGrantRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Arc::new(Bridge::new().unwrap());
+    let mut node = Node::start(config(dir.path(), 1000), bridge.clone(), None).unwrap();
+    node.handle()
+        .propose_blocking(Request::LeaseGrant(LeaseGrantRequest { id: 4, ttl: 60 }))
+        .unwrap();
+    node.stop();
+    drop(node);
+    let mut node = Node::start(config(dir.path(), 1000), bridge, None).unwrap();
+    let h = node.handle();
+    h.propose_blocking(put("after", "restart")).unwrap();
+    assert!(h.shared.lessor.is_primary());
+    let view = h
+        .shared
+        .lessor
+        .lookup(4, std::time::Instant::now())
+        .unwrap();
+    assert!(view.remaining >= 59, "{view:?}");
+    node.stop();
+}
+
+#[test]
+fn a_forwarded_renewal_of_an_expired_lease_is_answered_ask_again_at_once() {
+    use crate::lessor::leader;
+    use crate::pb::etcdserverpb::LeaseGrantRequest;
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(
+        config(dir.path(), 1000),
+        Arc::new(Bridge::new().unwrap()),
+        None,
+    )
+    .unwrap();
+    let h = node.handle();
+    for (id, ttl) in [(5, 1), (6, 30)] {
+        h.propose_blocking(Request::LeaseGrant(LeaseGrantRequest { id, ttl }))
+            .unwrap();
+    }
+    // No expiry task runs here: lease 5 stays expired and unrevoked.
+    std::thread::sleep(Duration::from_millis(1100));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let forwarded = rt.block_on(leader::renew(&h, &[5, 6, 7], deadline, false));
+    assert_eq!(forwarded, vec![None, Some(30), Some(0)]);
+    assert!(
+        Instant::now() < deadline,
+        "the expired lease held the batch up"
+    );
+    // A client of this member waits for the revocation, here in vain.
+    let deadline = Instant::now() + Duration::from_millis(300);
+    let local = rt.block_on(leader::renew(&h, &[5, 6], deadline, true));
+    assert_eq!(local, vec![None, Some(30)]);
+    assert!(Instant::now() >= deadline);
+    node.stop();
 }

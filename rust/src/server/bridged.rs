@@ -1,6 +1,6 @@
 //! gRPC services answered by Python: every method of a bridged service is
 //! forwarded over the bridge as raw bytes. One generic service type serves
-//! Watch, Lease, Cluster, Maintenance, Auth, Lock and Election; the method's
+//! Watch, Cluster, Maintenance, Auth, Lock and Election; the method's
 //! path alone says whether it streams.
 
 use std::convert::Infallible;
@@ -64,9 +64,7 @@ fn admit(node: &NodeHandle, caller: &Caller, method: &str, message: &[u8]) -> Ad
             }
         };
     }
-    match policy::check_bridged(&sm.auth, caller, method, message, &|id| {
-        sm.store.keys_with_lease(id)
-    }) {
+    match policy::check_bridged(&sm.auth, caller, method, message) {
         Ok(()) => Admit::Forward,
         Err(e) => Admit::Fail(e),
     }
@@ -76,7 +74,6 @@ fn admit(node: &NodeHandle, caller: &Caller, method: &str, message: &[u8]) -> Ad
 /// call is a stream whose client sends one message).
 const STREAMING: &[&str] = &[
     "/etcdserverpb.Watch/Watch",
-    "/etcdserverpb.Lease/LeaseKeepAlive",
     "/v3electionpb.Election/Observe",
 ];
 
@@ -98,7 +95,6 @@ macro_rules! service_names {
 
 service_names! {
     Watch => "etcdserverpb.Watch",
-    Lease => "etcdserverpb.Lease",
     Cluster => "etcdserverpb.Cluster",
     Maintenance => "etcdserverpb.Maintenance",
     Auth => "etcdserverpb.Auth",
@@ -231,9 +227,7 @@ impl tower::Service<Request<Bytes>> for UnaryCall {
         let deadline = self.deadline;
         let allowed = policy::caller(&self.node.shared, &req).and_then(|caller| {
             let sm = self.node.shared.sm.read().expect("state poisoned");
-            policy::check_bridged(&sm.auth, &caller, &method, req.get_ref(), &|id| {
-                sm.store.keys_with_lease(id)
-            })
+            policy::check_bridged(&sm.auth, &caller, &method, req.get_ref())
         });
         Box::pin(async move {
             allowed?;

@@ -1,5 +1,5 @@
-//! The client-facing gRPC server (tonic): KV in Rust, every other service
-//! bridged to Python. One runtime, one listener per --listen-client-urls entry;
+//! The client-facing gRPC server (tonic): KV and Lease in Rust, every other
+//! service bridged to Python. One runtime, one listener per --listen-client-urls entry;
 //! etcd's HTTP endpoints share them through `http_forward`.
 
 mod authority;
@@ -10,6 +10,7 @@ mod grpc_frames;
 pub mod grpc_metrics;
 mod http_forward;
 pub mod kv;
+pub mod lease;
 pub(crate) mod message_limit;
 mod raw_codec;
 mod snapshot;
@@ -34,7 +35,9 @@ use tower::{Layer, Service};
 
 use crate::bridge::Bridge;
 use crate::pb::etcdserverpb::kv_server::KvServer;
+use crate::pb::etcdserverpb::lease_server::LeaseServer;
 use crate::raft_node::NodeHandle;
+use crate::transport::Transport;
 use authority::AuthorityFix;
 use bridged::Bridged;
 use coalesced_writes::CoalescedWrites;
@@ -119,9 +122,12 @@ fn metered_bridged<S: bridged::ServiceName>(
 /// serves them on the current runtime until `shutdown` flips to true. With
 /// `http_gateway` (the HTTP application's unix socket), requests other than
 /// gRPC are forwarded there, as etcd multiplexes its HTTP endpoints.
+/// `transport` reaches the leader for the lease calls only it answers.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     addrs: Vec<SocketAddr>,
     node: NodeHandle,
+    transport: Option<Arc<Transport>>,
     bridge: Arc<Bridge>,
     limits: Limits,
     tls: Option<Arc<ServerConfig>>,
@@ -144,6 +150,9 @@ pub async fn serve(
         let kv = KvServer::new(kv::KvService::new(node.clone(), limits))
             .max_decoding_message_size(max_decoding)
             .max_encoding_message_size(usize::MAX);
+        let lease = LeaseServer::new(lease::LeaseService::new(node.clone(), transport.clone()))
+            .max_decoding_message_size(max_decoding)
+            .max_encoding_message_size(usize::MAX);
         // Every client message is held to grpc-go's limit, in its words.
         let limit = MessageLimitLayer { max: max_decoding };
         // Advertised as etcd does, u32::MAX ("no limit") by default.
@@ -157,11 +166,7 @@ pub async fn serve(
                 node.clone(),
                 max_decoding,
             )))
-            .add_service(limit.layer(metered_bridged::<bridged::Lease>(
-                bridge.clone(),
-                node.clone(),
-                max_decoding,
-            )))
+            .add_service(limit.layer(Metered::new(lease, &node.config.metrics)))
             .add_service(limit.layer(metered_bridged::<bridged::Cluster>(
                 bridge.clone(),
                 node.clone(),

@@ -9,6 +9,7 @@
 //! connection drops messages (Raft resends) and reports the peer unreachable.
 //! Raft messages never cross into Python.
 
+mod lease;
 mod sender;
 mod server;
 
@@ -24,7 +25,7 @@ use tokio_rustls::rustls::ClientConfig;
 
 use crate::metrics::{Metrics, PeerCounters};
 use crate::pb::internal::MemberRecord;
-use crate::raft_node::{Msg, Shared};
+use crate::raft_node::{Msg, NodeHandle, Shared};
 
 pub use server::{fetch_cluster, serve};
 
@@ -35,6 +36,8 @@ const PEER_QUEUE: usize = 4096;
 pub(crate) struct NodeLink {
     pub inbox: mpsc::Sender<Msg>,
     pub shared: Arc<Shared>,
+    /// For what the leader does for its followers (lease renewals).
+    pub node: NodeHandle,
     /// Where a leader's backend is received (`member/snap`).
     pub snap_dir: std::path::PathBuf,
 }
@@ -59,6 +62,8 @@ pub struct Transport {
     link: OnceLock<NodeLink>,
     /// Bytes and failures per peer (etcd's etcd_network_peer_* counters).
     metrics: Arc<Metrics>,
+    /// Lease keep-alives and TimeToLive on their way to the leader.
+    forwarder: lease::Forwarder,
 }
 
 impl Transport {
@@ -77,6 +82,7 @@ impl Transport {
             runtime,
             peers: Mutex::new(HashMap::new()),
             link: OnceLock::new(),
+            forwarder: lease::Forwarder::default(),
         }
     }
 

@@ -14,9 +14,14 @@ use tonic::{Request, Response, Status, Streaming};
 use super::sender::{connect, MAX_PEER_MESSAGE_BYTES};
 use super::Transport;
 use crate::backend::dump;
+use crate::lessor::leader;
+use crate::pb::etcdserverpb::{LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
 use crate::pb::internal::MemberRecord;
 use crate::pb::peer::peer_server::{Peer, PeerServer};
-use crate::pb::peer::{ClusterRequest, ClusterResponse, PeerAck, RaftBatch, SnapshotChunk};
+use crate::pb::peer::{
+    ClusterRequest, ClusterResponse, LeaseRenewBatch, LeaseRenewReplies, PeerAck, RaftBatch,
+    SnapshotChunk,
+};
 use crate::raft_node::Msg;
 
 const CLUSTER_ID_MISMATCH: &str = "etcdserver: cluster ID mismatch";
@@ -145,6 +150,40 @@ impl Peer for PeerService {
             cluster_id: sm.membership.cluster_id,
             members: sm.membership.members().cloned().collect(),
         }))
+    }
+
+    async fn lease_renew(
+        &self,
+        request: Request<LeaseRenewBatch>,
+    ) -> Result<Response<LeaseRenewReplies>, Status> {
+        let link = self.t.link().ok_or_else(crate::errors::stopped)?;
+        let batch = request.into_inner();
+        self.check_cluster(batch.cluster_id, batch.from)?;
+        let deadline = std::time::Instant::now() + link.node.config.request_timeout();
+        // A lease that expired and waits to be revoked is answered "ask
+        // again" at once (the follower asks every 50 ms until it is
+        // revoked), so that it never holds up the batch's other leases.
+        let ttls = leader::renew(&link.node, &batch.ids, deadline, false)
+            .await
+            .into_iter()
+            .map(|ttl| ttl.unwrap_or(-1))
+            .collect();
+        Ok(Response::new(LeaseRenewReplies { ttls }))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let link = self.t.link().ok_or_else(crate::errors::stopped)?;
+        if link.shared.leader() != link.node.config.id {
+            return Err(crate::errors::not_leader());
+        }
+        let r = request.into_inner();
+        leader::caught_up(&link.node).await;
+        leader::time_to_live(&link.node, r.id, r.keys)
+            .map(Response::new)
+            .ok_or_else(crate::errors::lease_not_found)
     }
 }
 
