@@ -27,7 +27,7 @@ from etcdcore.proto.mvccpb import kv_pb2 as mvccpb_dot_kv__pb2
 from etcdcore.proto.authpb import auth_pb2 as authpb_dot_auth__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65tcdcore/internal.proto\x12\x08\x65tcdcore\x1a\x16\x65tcdserverpb/rpc.proto\x1a\x0fmvccpb/kv.proto\x1a\x11\x61uthpb/auth.proto\"\xa0\x04\n\x0fInternalRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\'\n\x03put\x18\x02 \x01(\x0b\x32\x18.etcdserverpb.PutRequestH\x00\x12\x38\n\x0c\x64\x65lete_range\x18\x03 \x01(\x0b\x32 .etcdserverpb.DeleteRangeRequestH\x00\x12\'\n\x03txn\x18\x04 \x01(\x0b\x32\x18.etcdserverpb.TxnRequestH\x00\x12\x35\n\ncompaction\x18\x05 \x01(\x0b\x32\x1f.etcdserverpb.CompactionRequestH\x00\x12\x36\n\x0blease_grant\x18\x06 \x01(\x0b\x32\x1f.etcdserverpb.LeaseGrantRequestH\x00\x12\x38\n\x0clease_revoke\x18\x07 \x01(\x0b\x32 .etcdserverpb.LeaseRevokeRequestH\x00\x12+\n\x05\x61larm\x18\x08 \x01(\x0b\x32\x1a.etcdserverpb.AlarmRequestH\x00\x12\x37\n\x11member_attributes\x18\t \x01(\x0b\x32\x1a.etcdcore.MemberAttributesH\x00\x12/\n\rmember_update\x18\n \x01(\x0b\x32\x16.etcdcore.MemberUpdateH\x00\x12*\n\x04\x61uth\x18\x0b \x01(\x0b\x32\x1a.etcdcore.AuthAdminRequestH\x00\x42\t\n\x07request\"\x8d\x06\n\x10\x41uthAdminRequest\x12\x31\n\x06\x65nable\x18\x01 \x01(\x0b\x32\x1f.etcdserverpb.AuthEnableRequestH\x00\x12\x33\n\x07\x64isable\x18\x02 \x01(\x0b\x32 .etcdserverpb.AuthDisableRequestH\x00\x12\x34\n\x08user_add\x18\x03 \x01(\x0b\x32 .etcdserverpb.AuthUserAddRequestH\x00\x12:\n\x0buser_delete\x18\x04 \x01(\x0b\x32#.etcdserverpb.AuthUserDeleteRequestH\x00\x12K\n\x14user_change_password\x18\x05 \x01(\x0b\x32+.etcdserverpb.AuthUserChangePasswordRequestH\x00\x12\x41\n\x0fuser_grant_role\x18\x06 \x01(\x0b\x32&.etcdserverpb.AuthUserGrantRoleRequestH\x00\x12\x43\n\x10user_revoke_role\x18\x07 \x01(\x0b\x32\'.etcdserverpb.AuthUserRevokeRoleRequestH\x00\x12\x34\n\x08role_add\x18\x08 \x01(\x0b\x32 .etcdserverpb.AuthRoleAddRequestH\x00\x12:\n\x0brole_delete\x18\t \x01(\x0b\x32#.etcdserverpb.AuthRoleDeleteRequestH\x00\x12M\n\x15role_grant_permission\x18\n \x01(\x0b\x32,.etcdserverpb.AuthRoleGrantPermissionRequestH\x00\x12O\n\x16role_revoke_permission\x18\x0b \x01(\x0b\x32-.etcdserverpb.AuthRoleRevokePermissionRequestH\x00\x12-\n\x0c\x61ssign_token\x18\x0c \x01(\x0b\x32\x15.etcdcore.AssignTokenH\x00\x42\t\n\x07request\"?\n\x0b\x41ssignToken\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x03\"h\n\tAuthState\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x1b\n\x05users\x18\x03 \x03(\x0b\x32\x0c.authpb.User\x12\x1b\n\x05roles\x18\x04 \x03(\x0b\x32\x0c.authpb.Role\"d\n\x0cMemberRecord\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpeer_urls\x18\x03 \x03(\t\x12\x13\n\x0b\x63lient_urls\x18\x04 \x03(\t\x12\x12\n\nis_learner\x18\x05 \x01(\x08\"G\n\x11\x43onfChangeContext\x12\n\n\x02id\x18\x01 \x01(\x04\x12&\n\x06member\x18\x02 \x01(\x0b\x32\x16.etcdcore.MemberRecord\"H\n\x10MemberAttributes\x12\x11\n\tmember_id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_urls\x18\x03 \x03(\t\"4\n\x0cMemberUpdate\x12\x11\n\tmember_id\x18\x01 \x01(\x04\x12\x11\n\tpeer_urls\x18\x02 \x03(\t\"=\n\nEventBatch\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x1d\n\x06\x65vents\x18\x02 \x03(\x0b\x32\r.mvccpb.Event\"B\n\x0bWalMetadata\x12\x11\n\tmember_id\x18\x01 \x01(\x04\x12\x12\n\ncluster_id\x18\x02 \x01(\x04\x12\x0c\n\x04name\x18\x03 \x01(\t\"&\n\x0bLeaseRecord\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0b\n\x03ttl\x18\x02 \x01(\x03\"/\n\x0b\x41larmRecord\x12\x11\n\tmember_id\x18\x01 \x01(\x04\x12\r\n\x05\x61larm\x18\x02 \x01(\x05\"\x8a\x02\n\rStateSnapshot\x12\x15\n\rapplied_index\x18\x01 \x01(\x04\x12\x14\n\x0c\x61pplied_term\x18\x02 \x01(\x04\x12\r\n\x05store\x18\x03 \x01(\x0c\x12%\n\x06leases\x18\x04 \x03(\x0b\x32\x15.etcdcore.LeaseRecord\x12%\n\x06\x61larms\x18\x05 \x03(\x0b\x32\x15.etcdcore.AlarmRecord\x12\'\n\x07members\x18\x06 \x03(\x0b\x32\x16.etcdcore.MemberRecord\x12\x0f\n\x07removed\x18\x07 \x03(\x04\x12\x12\n\ncluster_id\x18\x08 \x01(\x04\x12!\n\x04\x61uth\x18\t \x01(\x0b\x32\x13.etcdcore.AuthStateb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65tcdcore/internal.proto\x12\x08\x65tcdcore\x1a\x16\x65tcdserverpb/rpc.proto\x1a\x0fmvccpb/kv.proto\x1a\x11\x61uthpb/auth.proto\"\xe2\x04\n\x0fInternalRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\'\n\x03put\x18\x02 \x01(\x0b\x32\x18.etcdserverpb.PutRequestH\x00\x12\x38\n\x0c\x64\x65lete_range\x18\x03 \x01(\x0b\x32 .etcdserverpb.DeleteRangeRequestH\x00\x12\'\n\x03txn\x18\x04 \x01(\x0b\x32\x18.etcdserverpb.TxnRequestH\x00\x12\x35\n\ncompaction\x18\x05 \x01(\x0b\x32\x1f.etcdserverpb.CompactionRequestH\x00\x12\x36\n\x0blease_grant\x18\x06 \x01(\x0b\x32\x1f.etcdserverpb.LeaseGrantRequestH\x00\x12\x38\n\x0clease_revoke\x18\x07 \x01(\x0b\x32 .etcdserverpb.LeaseRevokeRequestH\x00\x12+\n\x05\x61larm\x18\x08 \x01(\x0b\x32\x1a.etcdserverpb.AlarmRequestH\x00\x12\x37\n\x11member_attributes\x18\t \x01(\x0b\x32\x1a.etcdcore.MemberAttributesH\x00\x12/\n\rmember_update\x18\n \x01(\x0b\x32\x16.etcdcore.MemberUpdateH\x00\x12*\n\x04\x61uth\x18\x0b \x01(\x0b\x32\x1a.etcdcore.AuthAdminRequestH\x00\x12@\n\x10lease_checkpoint\x18\x0c \x01(\x0b\x32$.etcdserverpb.LeaseCheckpointRequestH\x00\x42\t\n\x07request\"\x8d\x06\n\x10\x41uthAdminRequest\x12\x31\n\x06\x65nable\x18\x01 \x01(\x0b\x32\x1f.etcdserverpb.AuthEnableRequestH\x00\x12\x33\n\x07\x64isable\x18\x02 \x01(\x0b\x32 .etcdserverpb.AuthDisableRequestH\x00\x12\x34\n\x08user_add\x18\x03 \x01(\x0b\x32 .etcdserverpb.AuthUserAddRequestH\x00\x12:\n\x0buser_delete\x18\x04 \x01(\x0b\x32#.etcdserverpb.AuthUserDeleteRequestH\x00\x12K\n\x14user_change_password\x18\x05 \x01(\x0b\x32+.etcdserverpb.AuthUserChangePasswordRequestH\x00\x12\x41\n\x0fuser_grant_role\x18\x06 \x01(\x0b\x32&.etcdserverpb.AuthUserGrantRoleRequestH\x00\x12\x43\n\x10user_revoke_role\x18\x07 \x01(\x0b\x32\'.etcdserverpb.AuthUserRevokeRoleRequestH\x00\x12\x34\n\x08role_add\x18\x08 \x01(\x0b\x32 .etcdserverpb.AuthRoleAddRequestH\x00\x12:\n\x0brole_delete\x18\t \x01(\x0b\x32#.etcdserverpb.AuthRoleDeleteRequestH\x00\x12M\n\x15role_grant_permission\x18\n \x01(\x0b\x32,.etcdserverpb.AuthRoleGrantPermissionRequestH\x00\x12O\n\x16role_revoke_permission\x18\x0b \x01(\x0b\x32-.etcdserverpb.AuthRoleRevokePermissionRequestH\x00\x12-\n\x0c\x61ssign_token\x18\x0c \x01(\x0b\x32\x15.etcdcore.AssignTokenH\x00\x42\t\n\x07request\"?\n\x0b\x41ssignToken\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x03\"h\n\tAuthState\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x1b\n\x05users\x18\x03 \x03(\x0b\x32\x0c.authpb.User\x12\x1b\n\x05roles\x18\x04 \x03(\x0b\x32\x0c.authpb.Role\"d\n\x0cMemberRecord\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpeer_urls\x18\x03 \x03(\t\x12\x13\n\x0b\x63lient_urls\x18\x04 \x03(\t\x12\x12\n\nis_learner\x18\x05 \x01(\x08\"G\n\x11\x43onfChangeContext\x12\n\n\x02id\x18\x01 \x01(\x04\x12&\n\x06member\x18\x02 \x01(\x0b\x32\x16.etcdcore.MemberRecord\"H\n\x10MemberAttributes\x12\x11\n\tmember_id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_urls\x18\x03 \x03(\t\"4\n\x0cMemberUpdate\x12\x11\n\tmember_id\x18\x01 \x01(\x04\x12\x11\n\tpeer_urls\x18\x02 \x03(\t\"=\n\nEventBatch\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x1d\n\x06\x65vents\x18\x02 \x03(\x0b\x32\r.mvccpb.Event\"B\n\x0bWalMetadata\x12\x11\n\tmember_id\x18\x01 \x01(\x04\x12\x12\n\ncluster_id\x18\x02 \x01(\x04\x12\x0c\n\x04name\x18\x03 \x01(\t\"&\n\x0bLeaseRecord\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0b\n\x03ttl\x18\x02 \x01(\x03\"/\n\x0b\x41larmRecord\x12\x11\n\tmember_id\x18\x01 \x01(\x04\x12\r\n\x05\x61larm\x18\x02 \x01(\x05\"\x8a\x02\n\rStateSnapshot\x12\x15\n\rapplied_index\x18\x01 \x01(\x04\x12\x14\n\x0c\x61pplied_term\x18\x02 \x01(\x04\x12\r\n\x05store\x18\x03 \x01(\x0c\x12%\n\x06leases\x18\x04 \x03(\x0b\x32\x15.etcdcore.LeaseRecord\x12%\n\x06\x61larms\x18\x05 \x03(\x0b\x32\x15.etcdcore.AlarmRecord\x12\'\n\x07members\x18\x06 \x03(\x0b\x32\x16.etcdcore.MemberRecord\x12\x0f\n\x07removed\x18\x07 \x03(\x04\x12\x12\n\ncluster_id\x18\x08 \x01(\x04\x12!\n\x04\x61uth\x18\t \x01(\x0b\x32\x13.etcdcore.AuthStateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,29 +35,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'etcdcore.internal_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INTERNALREQUEST']._serialized_start=98
-  _globals['_INTERNALREQUEST']._serialized_end=642
-  _globals['_AUTHADMINREQUEST']._serialized_start=645
-  _globals['_AUTHADMINREQUEST']._serialized_end=1426
-  _globals['_ASSIGNTOKEN']._serialized_start=1428
-  _globals['_ASSIGNTOKEN']._serialized_end=1491
-  _globals['_AUTHSTATE']._serialized_start=1493
-  _globals['_AUTHSTATE']._serialized_end=1597
-  _globals['_MEMBERRECORD']._serialized_start=1599
-  _globals['_MEMBERRECORD']._serialized_end=1699
-  _globals['_CONFCHANGECONTEXT']._serialized_start=1701
-  _globals['_CONFCHANGECONTEXT']._serialized_end=1772
-  _globals['_MEMBERATTRIBUTES']._serialized_start=1774
-  _globals['_MEMBERATTRIBUTES']._serialized_end=1846
-  _globals['_MEMBERUPDATE']._serialized_start=1848
-  _globals['_MEMBERUPDATE']._serialized_end=1900
-  _globals['_EVENTBATCH']._serialized_start=1902
-  _globals['_EVENTBATCH']._serialized_end=1963
-  _globals['_WALMETADATA']._serialized_start=1965
-  _globals['_WALMETADATA']._serialized_end=2031
-  _globals['_LEASERECORD']._serialized_start=2033
-  _globals['_LEASERECORD']._serialized_end=2071
-  _globals['_ALARMRECORD']._serialized_start=2073
-  _globals['_ALARMRECORD']._serialized_end=2120
-  _globals['_STATESNAPSHOT']._serialized_start=2123
-  _globals['_STATESNAPSHOT']._serialized_end=2389
+  _globals['_INTERNALREQUEST']._serialized_end=708
+  _globals['_AUTHADMINREQUEST']._serialized_start=711
+  _globals['_AUTHADMINREQUEST']._serialized_end=1492
+  _globals['_ASSIGNTOKEN']._serialized_start=1494
+  _globals['_ASSIGNTOKEN']._serialized_end=1557
+  _globals['_AUTHSTATE']._serialized_start=1559
+  _globals['_AUTHSTATE']._serialized_end=1663
+  _globals['_MEMBERRECORD']._serialized_start=1665
+  _globals['_MEMBERRECORD']._serialized_end=1765
+  _globals['_CONFCHANGECONTEXT']._serialized_start=1767
+  _globals['_CONFCHANGECONTEXT']._serialized_end=1838
+  _globals['_MEMBERATTRIBUTES']._serialized_start=1840
+  _globals['_MEMBERATTRIBUTES']._serialized_end=1912
+  _globals['_MEMBERUPDATE']._serialized_start=1914
+  _globals['_MEMBERUPDATE']._serialized_end=1966
+  _globals['_EVENTBATCH']._serialized_start=1968
+  _globals['_EVENTBATCH']._serialized_end=2029
+  _globals['_WALMETADATA']._serialized_start=2031
+  _globals['_WALMETADATA']._serialized_end=2097
+  _globals['_LEASERECORD']._serialized_start=2099
+  _globals['_LEASERECORD']._serialized_end=2137
+  _globals['_ALARMRECORD']._serialized_start=2139
+  _globals['_ALARMRECORD']._serialized_end=2186
+  _globals['_STATESNAPSHOT']._serialized_start=2189
+  _globals['_STATESNAPSHOT']._serialized_end=2455
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,7 @@ class InternalRequest(_message.Message):
     MEMBER_ATTRIBUTES_FIELD_NUMBER: _builtins.int
     MEMBER_UPDATE_FIELD_NUMBER: _builtins.int
     AUTH_FIELD_NUMBER: _builtins.int
+    LEASE_CHECKPOINT_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """Chosen by the proposing member; routes the apply result back to the waiting
     caller. Zero for entries nobody waits on.
@@ -64,6 +65,12 @@ class InternalRequest(_message.Message):
     def member_update(self) -> Global___MemberUpdate: ...
     @_builtins.property
     def auth(self) -> Global___AuthAdminRequest: ...
+    @_builtins.property
+    def lease_checkpoint(self) -> _rpc_pb2.LeaseCheckpointRequest:
+        """The leader's record of what is left of leases' TTLs
+        (--experimental-enable-lease-checkpoint).
+        """
+
     def __init__(
         self,
         *,
@@ -78,12 +85,13 @@ class InternalRequest(_message.Message):
         member_attributes: Global___MemberAttributes | None = ...,
         member_update: Global___MemberUpdate | None = ...,
         auth: Global___AuthAdminRequest | None = ...,
+        lease_checkpoint: _rpc_pb2.LeaseCheckpointRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "auth", b"auth", "compaction", b"compaction", "delete_range", b"delete_range", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member_attributes", b"member_attributes", "member_update", b"member_update", "put", b"put", "request", b"request", "txn", b"txn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "auth", b"auth", "compaction", b"compaction", "delete_range", b"delete_range", "lease_checkpoint", b"lease_checkpoint", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member_attributes", b"member_attributes", "member_update", b"member_update", "put", b"put", "request", b"request", "txn", b"txn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "auth", b"auth", "compaction", b"compaction", "delete_range", b"delete_range", "id", b"id", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member_attributes", b"member_attributes", "member_update", b"member_update", "put", b"put", "request", b"request", "txn", b"txn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "auth", b"auth", "compaction", b"compaction", "delete_range", b"delete_range", "id", b"id", "lease_checkpoint", b"lease_checkpoint", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member_attributes", b"member_attributes", "member_update", b"member_update", "put", b"put", "request", b"request", "txn", b"txn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke", "alarm", "member_attributes", "member_update", "auth"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke", "alarm", "member_attributes", "member_update", "auth", "lease_checkpoint"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
