@@ -7,8 +7,7 @@ routes them to the registered services:
 
 - unary calls go to an ``async def handler(request: bytes) -> bytes``;
 - streaming calls get a :class:`Stream` and run as one task each;
-- applied event batches, leadership changes and this member's removal go to
-  their listeners.
+- leadership changes and this member's removal go to their listeners.
 
 A handler signals an etcd error by raising :class:`EtcdError` (or the core's
 ``CoreError``); anything else becomes ``Unknown`` with the exception text, and
@@ -31,7 +30,6 @@ log = logging.getLogger("etcdcore.bridge")
 
 UnaryHandler = Callable[[bytes], Awaitable[bytes]]
 StreamHandler = Callable[["Stream"], Awaitable[None]]
-EventsListener = Callable[[int, bytes], None]
 LeaderListener = Callable[[bool, int], None]
 RemovedListener = Callable[[], None]
 PublishedListener = Callable[[], None]
@@ -143,7 +141,6 @@ class Bridge:
         self._unary: dict[str, UnaryHandler] = {}
         self._streaming: dict[str, StreamHandler] = {}
         self._streams: dict[int, Stream] = {}
-        self._events: list[EventsListener] = []
         self._leader: list[LeaderListener] = []
         self._removed: list[RemovedListener] = []
         self._published: list[PublishedListener] = []
@@ -161,10 +158,6 @@ class Bridge:
     def streaming(self, method: str, handler: StreamHandler) -> None:
         """Serve a streaming ``method``: ``handler(stream)`` runs once per call."""
         self._streaming[method] = handler
-
-    def on_events(self, listener: EventsListener) -> None:
-        """Call ``listener(revision, event_batch_bytes)`` after every applied batch."""
-        self._events.append(listener)
 
     def on_leader(self, listener: LeaderListener) -> None:
         """Call ``listener(is_leader, term)`` when this member's leadership changes."""
@@ -241,9 +234,6 @@ class Bridge:
                 stream = self._streams.get(item[1])
                 if stream is not None:
                     stream._leave()
-            elif kind == "events":
-                for listener in self._events:
-                    listener(item[1], item[2])
             elif kind == "leader":
                 for on_leader in self._leader:
                     on_leader(item[1], item[2])

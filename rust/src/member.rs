@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost::Message;
 use tokio::sync::watch;
 use tonic::Status;
 
@@ -21,14 +20,13 @@ use crate::pb::etcdserverpb::{
     AlarmMember, AlarmRequest, CompactionRequest, LeaseGrantRequest, LeaseRevokeRequest,
 };
 use crate::pb::internal::internal_request::Request;
-use crate::pb::internal::{
-    AuthAdminRequest, EventBatch, MemberAttributes, MemberRecord, MemberUpdate,
-};
+use crate::pb::internal::{AuthAdminRequest, MemberAttributes, MemberRecord, MemberUpdate};
 use crate::raft_node::{Bootstrap, Node, NodeConfig, NodeHandle};
 use crate::server::{self, Limits};
 use crate::state_machine::Outcome;
 use crate::tls::{self, TlsSettings};
 use crate::transport::{self, Transport};
+use crate::watch::WatchSettings;
 
 /// etcd's defaults for --backend-batch-interval and --backend-batch-limit.
 const DEFAULT_BACKEND_BATCH_INTERVAL: Duration = Duration::from_millis(100);
@@ -71,6 +69,8 @@ pub struct MemberConfig {
     /// The unix socket of the Python HTTP application: when set, the client
     /// listeners also serve etcd's HTTP endpoints (no --listen-client-http-urls).
     pub client_http_gateway: Option<PathBuf>,
+    /// --experimental-watch-progress-notify-interval (zero: none).
+    pub watch_progress_notify_interval: Duration,
 }
 
 /// (granted TTL, attached keys) of one lease.
@@ -253,6 +253,11 @@ impl Member {
                     self.cfg.backend_batch_limit
                 },
                 metrics: self.metrics.clone(),
+                watch: WatchSettings {
+                    max_response_bytes: self.cfg.max_request_bytes + server::GRPC_OVERHEAD_BYTES,
+                    progress_interval: self.cfg.watch_progress_notify_interval,
+                    ..WatchSettings::default()
+                },
             },
             self.bridge.clone(),
             Some(transport.clone()),
@@ -359,12 +364,10 @@ impl Member {
     /// Stops accepting calls, lets in-flight ones finish, then stops Raft
     /// (which fsyncs) and fails anything still waiting on Python.
     pub fn stop(&mut self) {
-        // Python stops draining the bridge now; a raft loop waiting for it to
-        // catch up on events must not wait forever.
-        self.bridge.set_event_feed(false);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(true);
         }
+        let watch = self.handle.as_ref().map(|h| h.watch.clone());
         if let Some(rt) = self.runtime.take() {
             // Peers' streams into this member would hold a graceful stop of
             // the peer listener open until the timeout below; Raft needs
@@ -374,6 +377,15 @@ impl Member {
             }
             let tasks = std::mem::take(&mut self.tasks);
             rt.block_on(async {
+                // Watch streams never end by themselves. Once the listeners
+                // had a moment to say GOAWAY (so a client cannot open a new
+                // call here), they are ended with "server stopped"
+                // (Unavailable), which clients retry, elsewhere or once the
+                // member is back.
+                if let Some(w) = watch {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    w.stop();
+                }
                 for t in tasks {
                     let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
                 }
@@ -530,27 +542,6 @@ impl Member {
             .as_ref()
             .map(|h| h.shared.leader_changes.load(Ordering::Acquire))
             .unwrap_or_default()
-    }
-
-    pub fn events_since(
-        &self,
-        key: &[u8],
-        range_end: &[u8],
-        start: i64,
-        limit: usize,
-    ) -> Result<Vec<u8>, Status> {
-        let h = self.node()?;
-        h.shared.check_running()?;
-        let sm = h.shared.sm.read().expect("state poisoned");
-        let rtx = sm.read().map_err(backend_status)?;
-        let events = sm
-            .store
-            .events_since(rtx.key_bucket(), key, range_end, start, limit)?;
-        Ok(EventBatch {
-            revision: sm.store.current_revision(),
-            events,
-        }
-        .encode_to_vec())
     }
 
     /// HashKV: the index says what a compaction keeps (under the state's

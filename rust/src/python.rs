@@ -43,7 +43,8 @@ impl CoreConfig {
         initial_cluster, initial_cluster_state, cluster_token, snapshot_count, max_request_bytes,
         max_txn_ops, quota_backend_bytes, heartbeat_ms, election_ms, client_tls=None, peer_tls=None,
         jwt=None, max_concurrent_streams=u32::MAX,
-        client_http_gateway=None, backend_batch_interval_ms=0, backend_batch_limit=0))]
+        client_http_gateway=None, backend_batch_interval_ms=0, backend_batch_limit=0,
+        watch_progress_notify_interval_ms=600_000))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
@@ -68,6 +69,7 @@ impl CoreConfig {
         client_http_gateway: Option<PathBuf>,
         backend_batch_interval_ms: u64,
         backend_batch_limit: u64,
+        watch_progress_notify_interval_ms: u64,
     ) -> CoreConfig {
         CoreConfig {
             inner: MemberConfig {
@@ -93,6 +95,9 @@ impl CoreConfig {
                 jwt: jwt.map(|j| j.inner),
                 max_concurrent_streams,
                 client_http_gateway,
+                watch_progress_notify_interval: Duration::from_millis(
+                    watch_progress_notify_interval_ms,
+                ),
             },
         }
     }
@@ -195,9 +200,6 @@ impl Core {
                     .into_any(),
                 Item::HalfClose { call_id } => ("halfclose", call_id).into_pyobject(py)?.into_any(),
                 Item::Close { call_id } => ("close", call_id).into_pyobject(py)?.into_any(),
-                Item::Events { revision, batch } => ("events", revision, PyBytes::new(py, &batch))
-                    .into_pyobject(py)?
-                    .into_any(),
                 Item::Leader { is_leader, term } => {
                     ("leader", is_leader, term).into_pyobject(py)?.into_any()
                 }
@@ -220,10 +222,6 @@ impl Core {
 
     fn stream_end(&self, call_id: u64, code: i32, message: String) {
         self.bridge.stream_end(call_id, code, message)
-    }
-
-    fn set_event_feed(&self, on: bool) {
-        self.bridge.set_event_feed(on)
     }
 
     fn header(&self) -> (u64, u64, i64, u64) {
@@ -281,20 +279,6 @@ impl Core {
                 .map(|m| (m.id, m.name, m.peer_urls, m.client_urls, m.is_learner))
                 .collect()
         })
-    }
-
-    fn events_since<'py>(
-        &self,
-        py: Python<'py>,
-        key: &[u8],
-        range_end: &[u8],
-        start_revision: i64,
-        limit: usize,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        let b = self
-            .with(|m| m.events_since(key, range_end, start_revision, limit))
-            .map_err(core_err)?;
-        Ok(PyBytes::new(py, &b))
     }
 
     fn hash_kv(&self, revision: i64) -> PyResult<(u32, i64, i64)> {

@@ -41,6 +41,9 @@ DEFAULT_SNAPSHOT_COUNT = 100_000
 #: etcd's default and maximum backend quotas.
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024
 MAX_QUOTA_BYTES = 8 * 1024 * 1024 * 1024
+#: etcd's watch progress notification interval, and the shortest it accepts (s).
+DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL = 600.0
+MIN_WATCH_PROGRESS_NOTIFY_INTERVAL = 0.1
 #: etcd refuses election timeouts above this.
 MAX_ELECTION_MS = 50_000
 MAX_UINT32 = 2**32 - 1  # Go's math.MaxUint32: etcd's "no limit" for --max-concurrent-streams
@@ -264,7 +267,12 @@ FLAGS: tuple[Flag, ...] = (
     _f("experimental-corrupt-check-time", "0s", DURATION, WARN),
     _f("experimental-enable-lease-checkpoint", "false", BOOL, WARN),
     _f("experimental-compaction-batch-limit", "1000", INT, WARN),
-    _f("experimental-watch-progress-notify-interval", "10m0s", DURATION, WARN),
+    _f(
+        "experimental-watch-progress-notify-interval",
+        "10m0s",
+        DURATION,
+        help="Duration of periodic watch progress notifications.",
+    ),
     _f("experimental-downgrade-check-time", "5s", DURATION, WARN),
     _f("experimental-warning-apply-duration", "100ms", DURATION, WARN),
     _f("experimental-memory-mlock", "false", BOOL, WARN),
@@ -385,6 +393,8 @@ class ServerConfig:
     #: defaults, 100ms and 10000).
     backend_batch_interval: float = 0.0
     backend_batch_limit: int = 0
+    #: --experimental-watch-progress-notify-interval in seconds.
+    watch_progress_notify_interval: float = DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL
 
     # -- parsing -----------------------------------------------------------------------
     @classmethod
@@ -534,6 +544,19 @@ class ServerConfig:
                     {"quota-size-bytes": quota, "quota-maximum-size-bytes": MAX_QUOTA_BYTES},
                 )
             )
+        progress_interval = go_duration_seconds(get("experimental-watch-progress-notify-interval"))
+        if progress_interval <= 0:
+            # etcd keeps its default for a zero or negative interval.
+            progress_interval = DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL
+        elif progress_interval < MIN_WATCH_PROGRESS_NOTIFY_INTERVAL:
+            notices.append(
+                Notice(
+                    "warn",
+                    "adjusting watch progress notify interval to minimum period",
+                    {"min-watch-progress-interval": "100ms"},
+                )
+            )
+            progress_interval = MIN_WATCH_PROGRESS_NOTIFY_INTERVAL
         client_tls = TlsFiles(
             cert_file=get("cert-file"),
             key_file=get("key-file"),
@@ -594,6 +617,7 @@ class ServerConfig:
             initial_corrupt_check=_truthy(get("experimental-initial-corrupt-check")),
             backend_batch_interval=max(0.0, go_duration_seconds(get("backend-batch-interval"))),
             backend_batch_limit=max(0, parse_go_int(get("backend-batch-limit"), signed=True)),
+            watch_progress_notify_interval=progress_interval,
             auto_compaction_mode=mode,
             auto_compaction_retention=retention,
             log_level=log_level,
@@ -629,6 +653,10 @@ class ServerConfig:
     def backend_batch_interval_ms(self) -> int:
         """--backend-batch-interval in whole milliseconds (0: the default)."""
         return round(self.backend_batch_interval * 1000)
+
+    def watch_progress_notify_interval_ms(self) -> int:
+        """--experimental-watch-progress-notify-interval in whole milliseconds."""
+        return round(self.watch_progress_notify_interval * 1000)
 
     def effective_quota_bytes(self) -> int:
         """The backend quota in bytes: etcd's default for 0, unlimited for negative."""

@@ -44,7 +44,6 @@ from etcdcore.services.lessor import LeaseService, Lessor
 from etcdcore.services.lock import LockService
 from etcdcore.services.loopback import LoopbackKV
 from etcdcore.services.maintenance import MaintenanceService
-from etcdcore.services.watch_hub import GRPC_OVERHEAD_BYTES, WatchHub
 
 log = logging.getLogger("etcdcore.server")
 
@@ -94,6 +93,7 @@ def core_config(
         quota_backend_bytes=cfg.effective_quota_bytes(),
         backend_batch_interval_ms=cfg.backend_batch_interval_ms(),
         backend_batch_limit=cfg.backend_batch_limit,
+        watch_progress_notify_interval_ms=cfg.watch_progress_notify_interval_ms(),
         heartbeat_ms=cfg.heartbeat_interval,
         election_ms=cfg.election_timeout,
         client_tls=core_tls(cfg.client_tls, cfg) if cfg.client_tls_enabled() else None,
@@ -143,7 +143,6 @@ async def serve(
     handle_signals = stop is None
     bridge = Bridge(core)
     lessor = Lessor(core, election_timeout_ms=cfg.election_timeout)
-    WatchHub(core, max_response_bytes=cfg.max_request_bytes + GRPC_OVERHEAD_BYTES).register(bridge)
     credentials = client_credentials(cfg.client_tls) if cfg.client_tls_enabled() else None
     leader = LeaderClient(core, credentials)
     LeaseService(core, lessor, leader).register(bridge)

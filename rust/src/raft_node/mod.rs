@@ -42,6 +42,8 @@ use crate::pb::internal::internal_request::Request;
 use crate::pb::internal::MemberRecord;
 use crate::state_machine::{Outcome, StateMachine};
 use crate::transport::{NodeLink, Transport};
+use crate::watch::history::StoreHistory;
+use crate::watch::{WatchHub, WatchSettings};
 
 pub use recovery::RecoveryError;
 
@@ -77,6 +79,8 @@ pub struct NodeConfig {
     pub backend_batch_limit: u64,
     /// Where the loop, its WAL and the servers count for /metrics.
     pub metrics: Arc<Metrics>,
+    /// How the watch hub is sized and paced.
+    pub watch: WatchSettings,
 }
 
 /// A proposal's result: the outcome and the position it was applied at.
@@ -256,6 +260,8 @@ pub struct NodeHandle {
     jobs: mpsc::Sender<applier::Job>,
     pub shared: Arc<Shared>,
     pub config: Arc<NodeConfig>,
+    /// The watchers, fed by the applier.
+    pub watch: Arc<WatchHub>,
 }
 
 /// The running threads; dropping them does not stop them, [`Node::stop`] does.
@@ -263,6 +269,8 @@ pub struct Node {
     handle: NodeHandle,
     raft: Option<JoinHandle<()>>,
     applier: Option<JoinHandle<()>>,
+    /// The watch hub's catch-up worker.
+    watch_sync: Option<JoinHandle<()>>,
 }
 
 impl Node {
@@ -307,10 +315,18 @@ impl Node {
             );
             t.set_peers(&members);
         }
+        let watch = Arc::new(WatchHub::new(
+            Arc::new(StoreHistory(shared.clone())),
+            crate::watch::encoded::HeaderIds {
+                cluster_id: config.cluster_id,
+                member_id: config.id,
+            },
+            config.watch.clone(),
+        ));
         let mut applier = applier::Applier::new(
             config.clone(),
             shared.clone(),
-            bridge.clone(),
+            watch.clone(),
             transport.clone(),
             tx.clone(),
             job_rx,
@@ -334,15 +350,22 @@ impl Node {
             .name("etcdcore-raft".into())
             .spawn(move || lp.run())
             .map_err(|e| RecoveryError(format!("cannot start the raft thread: {e}")))?;
+        let hub = watch.clone();
+        let watch_sync = std::thread::Builder::new()
+            .name("etcdcore-watch".into())
+            .spawn(move || crate::watch::sync::run(hub))
+            .map_err(|e| RecoveryError(format!("cannot start the watch thread: {e}")))?;
         Ok(Node {
             handle: NodeHandle {
                 tx,
                 jobs: jobs_for_handle,
                 shared,
                 config,
+                watch,
             },
             raft: Some(raft),
             applier: Some(applier),
+            watch_sync: Some(watch_sync),
         })
     }
 
@@ -358,6 +381,10 @@ impl Node {
             let _ = t.join();
         }
         if let Some(t) = self.applier.take() {
+            let _ = t.join();
+        }
+        self.handle.watch.stop();
+        if let Some(t) = self.watch_sync.take() {
             let _ = t.join();
         }
     }

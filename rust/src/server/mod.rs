@@ -1,5 +1,5 @@
-//! The client-facing gRPC server (tonic): KV in Rust, every other service
-//! bridged to Python. One runtime, one listener per --listen-client-urls entry;
+//! The client-facing gRPC server (tonic): KV and Watch in Rust, every other
+//! service bridged to Python. One runtime, one listener per --listen-client-urls entry;
 //! etcd's HTTP endpoints share them through `http_forward`.
 
 mod authority;
@@ -13,6 +13,7 @@ mod message_limit;
 mod raw_codec;
 mod snapshot;
 pub(crate) mod validate;
+mod watch_service;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,7 +43,7 @@ pub use kv::Limits;
 use message_limit::MessageLimitLayer;
 
 /// gRPC framing on top of --max-request-bytes, as etcd allows.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Binds `addr` now, so start-up fails loudly on a taken port.
 pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -145,10 +146,9 @@ pub async fn serve(
             .accept_http1(multiplex)
             .layer(HttpForwardLayer::new(http_gateway.clone(), tls.is_some()))
             .add_service(limit.layer(Metered::new(kv, &node.config.metrics)))
-            .add_service(limit.layer(metered_bridged::<bridged::Watch>(
-                bridge.clone(),
-                node.clone(),
-                max_decoding,
+            .add_service(limit.layer(Metered::new(
+                watch_service::WatchService::new(node.clone(), max_decoding),
+                &node.config.metrics,
             )))
             .add_service(limit.layer(metered_bridged::<bridged::Lease>(
                 bridge.clone(),
