@@ -55,6 +55,8 @@ class Scenario:
     total: int = 100_000_000
     # Watch streams, for the "watch" op (ops/s is then events delivered/s).
     watchers: int = 0
+    # Puts per second over all clients (0: flat out).
+    rate: float = 0.0
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -65,12 +67,29 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("get-linearizable-16", "get-linearizable", 16, 4, "linearizable get (ReadIndex)"),
     Scenario("range-1000-16", "range", 16, 4, "linearizable range returning 1000 keys"),
     Scenario(
+        "watch-10-paced",
+        "watch",
+        4,
+        4,
+        "watch latency at a paced load: 10 watchers on one prefix, 500 puts/s",
+        watchers=10,
+        rate=500,
+    ),
+    Scenario(
         "watch-100x4",
         "watch",
         4,
         4,
         "watch fan-out: 100 watchers on one prefix, 4 writers; events delivered/s",
         watchers=100,
+    ),
+    Scenario(
+        "watch-1000x4",
+        "watch",
+        4,
+        4,
+        "watch fan-out: 1000 watchers on one prefix, 4 writers; events delivered/s",
+        watchers=1000,
     ),
 )
 
@@ -289,6 +308,7 @@ def run_loadgen(
         "--key-space", str(args.key_space),
         "--range-keys", str(args.range_keys),
         "--watchers", str(sc.watchers),
+        "--rate", str(sc.rate),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
     if proc.returncode != 0:

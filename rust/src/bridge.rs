@@ -1,9 +1,9 @@
 //! The Rust end of the Rust<->Python bridge.
 //!
 //! gRPC calls for services written in Python and leadership changes become
-//! [`Item`]s in one queue. The first item put into an
-//! empty queue writes one byte to a socket pair whose read end Python's asyncio
-//! loop watches; Python then drains the whole queue in one crossing. Python's
+//! [`Item`]s in one queue. The first item put into an empty queue writes one
+//! byte to a socket pair whose read end Python's asyncio loop watches; Python
+//! then drains the whole queue in one crossing. Python's
 //! answers come back through [`Bridge::respond`], [`Bridge::stream_send_many`] and
 //! [`Bridge::stream_end`], which never block.
 

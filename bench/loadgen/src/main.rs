@@ -48,6 +48,10 @@ enum Op {
     /// writers put under it; throughput is events delivered per second, and
     /// latency is from a put's send to each watcher receiving its event.
     Watch,
+    /// Idle watchers: `--watchers` watchers, each on a key of its own, over
+    /// `--streams` streams; prints once all are created, then holds them
+    /// open for `--duration-secs` (for measuring the server's memory).
+    WatchHold,
 }
 
 impl Op {
@@ -58,6 +62,7 @@ impl Op {
             Op::GetLinearizable => "get-linearizable",
             Op::Range => "range",
             Op::Watch => "watch",
+            Op::WatchHold => "watch-hold",
         }
     }
 }
@@ -95,9 +100,17 @@ struct Args {
     /// Keys written before a `range` run and returned by each Range.
     #[arg(long, default_value_t = 1000)]
     range_keys: u64,
-    /// Watch streams for `--op watch` (spread over the connections).
+    /// Watch streams for `--op watch` (spread over the connections), or
+    /// watchers for `--op watch-hold`.
     #[arg(long, default_value_t = 100)]
     watchers: usize,
+    /// Streams the watchers of `--op watch-hold` are spread over.
+    #[arg(long, default_value_t = 100)]
+    streams: usize,
+    /// Puts per second over all clients (0: as fast as they go). Each
+    /// client sends on a schedule, so a slow answer does not lower the rate.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     /// Per-request deadline in seconds; a request past it counts as an error.
     #[arg(long, default_value_t = 10.0)]
     timeout_secs: f64,
@@ -149,7 +162,7 @@ async fn connect(endpoint: &str, timeout: Duration) -> Result<Channel, tonic::tr
 /// read benchmark over missing data would measure the wrong thing.
 async fn populate(args: &Args, chans: &[Channel], value: &[u8]) -> Result<(), String> {
     match args.op {
-        Op::Put | Op::Watch => Ok(()),
+        Op::Put | Op::Watch | Op::WatchHold => Ok(()),
         Op::GetSerializable | Op::GetLinearizable => {
             let mut kv = KvClient::new(chans[0].clone());
             kv.put(PutRequest {
@@ -210,6 +223,7 @@ async fn run_client(
     sequential: bool,
     value: Arc<Vec<u8>>,
     start: Instant,
+    interval: Option<Duration>,
 ) -> ClientResult {
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -222,7 +236,13 @@ async fn run_client(
     let mut first_error = None;
     let mut last_done = start;
     let range_end = prefix_end(RANGE_PREFIX.as_bytes());
+    // Paced clients start spread over one interval, so they do not send together.
+    let mut next_send = interval.map(|i| Instant::now() + i.mul_f64((id % 997) as f64 / 997.0));
     loop {
+        if let (Some(at), Some(i)) = (next_send, interval) {
+            tokio::time::sleep_until(at.into()).await;
+            next_send = Some(at + i);
+        }
         if Instant::now() >= deadline {
             break;
         }
@@ -262,6 +282,7 @@ async fn run_client(
                 })
                 .await
                 .map(|_| ()),
+            Op::WatchHold => unreachable!("watch-hold runs no clients"),
             Op::Watch => {
                 // The value carries the send time so watchers can time delivery.
                 let mut v = value.as_ref().clone();
@@ -361,6 +382,96 @@ async fn run_watcher(
     Ok(WatchResult { hist, events })
 }
 
+/// `--op watch-hold`: creates the watchers, says so, and keeps them.
+async fn hold_watchers(args: &Args, chans: &[Channel]) {
+    let streams = args.streams.clamp(1, args.watchers.max(1));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let (created_tx, mut created_rx) = tokio::sync::mpsc::channel::<Result<(), String>>(streams);
+    for s in 0..streams {
+        let chan = chans[s % chans.len()].clone();
+        let keys: Vec<usize> = (s..args.watchers).step_by(streams).collect();
+        let created_tx = created_tx.clone();
+        let hold = Duration::from_secs_f64(args.duration_secs.max(0.0)) + Duration::from_secs(3600);
+        tasks.push(tokio::spawn(async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(keys.len().max(1));
+            let mut client = WatchClient::new(chan);
+            let mut inbound = match client
+                .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+            {
+                Ok(r) => r.into_inner(),
+                Err(e) => {
+                    let _ = created_tx.send(Err(e.to_string())).await;
+                    return;
+                }
+            };
+            for k in &keys {
+                let req = WatchRequest {
+                    request_union: Some(watch_request::RequestUnion::CreateRequest(
+                        WatchCreateRequest {
+                            key: format!("bench/hold/{k:08}").into_bytes(),
+                            ..Default::default()
+                        },
+                    )),
+                };
+                if tx.send(req).await.is_err() {
+                    break;
+                }
+            }
+            let mut created = 0;
+            while created < keys.len() {
+                match inbound.message().await {
+                    Ok(Some(m)) if m.created => created += 1,
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = created_tx.send(Err(e.to_string())).await;
+                        return;
+                    }
+                }
+            }
+            let _ = created_tx.send(Ok(())).await;
+            // Hold the stream (and so its watchers) until the process ends.
+            let _ = tokio::time::timeout(hold, async {
+                while let Ok(Some(_)) = inbound.message().await {}
+            })
+            .await;
+            drop(tx);
+        }));
+    }
+    drop(created_tx);
+    let mut errors = 0u64;
+    let mut first_error = None;
+    for _ in 0..streams {
+        match created_rx.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                errors += 1;
+                first_error.get_or_insert(e);
+            }
+            None => break,
+        }
+    }
+    let mut out = serde_json::json!({
+        "op": "watch-hold",
+        "watchers": args.watchers,
+        "streams": streams,
+        "errors": errors,
+        "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+    });
+    if let Some(e) = first_error {
+        out["first_error"] = serde_json::Value::String(e);
+    }
+    println!("{out}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    tokio::time::sleep(Duration::from_secs_f64(args.duration_secs.max(0.0))).await;
+    for t in tasks {
+        t.abort();
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -384,6 +495,10 @@ async fn main() {
         std::process::exit(3);
     }
 
+    if args.op == Op::WatchHold {
+        hold_watchers(&args, &chans).await;
+        return;
+    }
     let issued = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let watch_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -423,6 +538,7 @@ async fn main() {
             args.sequential,
             value.clone(),
             start,
+            (args.rate > 0.0).then(|| Duration::from_secs_f64(clients as f64 / args.rate)),
         )));
     }
 

@@ -760,22 +760,15 @@ pub(super) fn give<'a>(
     upto: i64,
     settings: &WatchSettings,
 ) -> Result<(), i64> {
-    let mut groups: Vec<(i64, Vec<EncodedEvent>)> = Vec::new();
-    for ev in events {
-        if ev.rev < w.next_rev || !w.wants(ev) {
-            continue;
-        }
-        match groups.last_mut() {
-            Some((rev, g)) if *rev == ev.rev => g.push(ev.clone()),
-            _ => groups.push((ev.rev, vec![ev.clone()])),
-        }
-    }
-    if !groups.is_empty() {
+    let mine: Vec<&EncodedEvent> = events
+        .filter(|ev| ev.rev >= w.next_rev && w.wants(ev))
+        .collect();
+    if !mine.is_empty() {
         w.progress_due = false;
     }
-    let pushed = w.out.push_groups(
+    let pushed = w.out.push_events(
         w.meta,
-        groups,
+        &mine,
         upto,
         settings.stream_buffer_bytes,
         settings.max_response_bytes,

@@ -82,14 +82,14 @@ impl Queue {
 
     /// One revision's events for a watcher: into its open response if that
     /// stays within `max_bytes`, else in a new one.
-    fn push_group(
+    fn push_revision(
         &mut self,
         meta: EventsMeta,
-        group: Vec<EncodedEvent>,
+        group: &[&EncodedEvent],
+        size: usize,
         revision: i64,
         max_bytes: usize,
     ) {
-        let size: usize = group.iter().map(|e| e.field_len(meta.prev_kv)).sum();
         self.bytes += size;
         let open = self
             .open
@@ -100,7 +100,7 @@ impl Queue {
             let at = (seq - self.base) as usize;
             if let Some(Some(Out::Events(e))) = self.entries.get_mut(at) {
                 if e.size + size + RESPONSE_OVERHEAD <= max_bytes {
-                    e.events.extend(group);
+                    e.events.extend(group.iter().map(|&ev| ev.clone()));
                     e.size += size;
                     e.revision = revision;
                     return;
@@ -112,7 +112,7 @@ impl Queue {
         self.entries.push_back(Some(Out::Events(EventsOut {
             meta,
             revision,
-            events: group,
+            events: group.iter().map(|&ev| ev.clone()).collect(),
             size,
         })));
     }
@@ -158,36 +158,44 @@ impl StreamOut {
         wake(waker);
     }
 
-    /// Queues a watcher's events, one revision's group at a time, while
-    /// the buffer holds less than `limit` bytes; the whole lot becomes
-    /// visible to the sender at once. Each group joins the watcher's queued
-    /// response if that stays within `max_bytes`. When every group went in,
-    /// the watcher has been given everything up to `upto`: the last
-    /// response claims it. Otherwise returns the revision of the first group
-    /// left out (and remembers that a watcher waits for room).
-    pub fn push_groups(
+    /// Queues a watcher's events (in revision order), one revision at a
+    /// time while the buffer holds less than `limit` bytes; the whole lot
+    /// becomes visible to the sender at once. Each revision joins the
+    /// watcher's queued response if that stays within `max_bytes`. When
+    /// every revision went in, the watcher has been given everything up to
+    /// `upto`: the last response claims it. Otherwise returns the first
+    /// revision left out (and remembers that a watcher waits for room).
+    pub fn push_events(
         &self,
         meta: EventsMeta,
-        groups: Vec<(i64, Vec<EncodedEvent>)>,
+        events: &[&EncodedEvent],
         upto: i64,
         limit: usize,
         max_bytes: usize,
     ) -> Result<(), i64> {
-        let n = groups.len();
         let mut result = Ok(());
         let waker = {
             let mut q = self.lock();
             if q.ended.is_some() {
                 return Ok(());
             }
-            for (i, (rev, group)) in groups.into_iter().enumerate() {
+            let mut i = 0;
+            while i < events.len() {
+                let rev = events[i].rev;
+                let mut j = i;
+                let mut size = 0;
+                while j < events.len() && events[j].rev == rev {
+                    size += events[j].field_len(meta.prev_kv);
+                    j += 1;
+                }
                 if q.bytes >= limit {
                     q.wanted = true;
                     result = Err(rev);
                     break;
                 }
-                let claim = if i + 1 == n { upto } else { rev };
-                q.push_group(meta, group, claim, max_bytes);
+                let claim = if j == events.len() { upto } else { rev };
+                q.push_revision(meta, &events[i..j], size, claim, max_bytes);
+                i = j;
             }
             q.waker.take()
         };
@@ -330,18 +338,18 @@ mod tests {
     }
 
     fn push(out: &StreamOut, m: EventsMeta, group: Vec<EncodedEvent>, rev: i64, max: usize) {
-        out.push_groups(m, vec![(rev, group)], rev, usize::MAX, max)
-            .unwrap();
+        let refs: Vec<&EncodedEvent> = group.iter().collect();
+        out.push_events(m, &refs, rev, usize::MAX, max).unwrap();
     }
 
     #[test]
-    fn groups_stop_at_the_buffer_limit_and_say_where() {
+    fn revisions_stop_at_the_buffer_limit_and_say_where() {
         let out = StreamOut::new();
-        let groups: Vec<(i64, Vec<EncodedEvent>)> =
-            (2..10).map(|rev| (rev, vec![ev("a", rev, 100)])).collect();
-        // Each group is ~115 bytes: a group goes in while less than the
-        // limit is queued, so the buffer overshoots by at most one group.
-        assert_eq!(out.push_groups(meta(1), groups, 9, 250, 1 << 20), Err(5));
+        let events: Vec<EncodedEvent> = (2..10).map(|rev| ev("a", rev, 100)).collect();
+        let refs: Vec<&EncodedEvent> = events.iter().collect();
+        // Each revision is ~115 bytes: one goes in while less than the limit
+        // is queued, so the buffer overshoots by at most one revision.
+        assert_eq!(out.push_events(meta(1), &refs, 9, 250, 1 << 20), Err(5));
         assert!(!out.has_room(250));
         let got = take_all(&out);
         assert_eq!(got.iter().flat_map(revs).collect::<Vec<_>>(), vec![2, 3, 4]);
