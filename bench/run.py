@@ -57,6 +57,10 @@ class Scenario:
     watchers: int = 0
     # Puts per second over all clients (0: flat out).
     rate: float = 0.0
+    # The load generator: "loadgen" (Rust, tonic) or "goload" (Go clientv3).
+    tool: str = "loadgen"
+    # Puts write each key once (0, 1, 2, ...) instead of random keys.
+    sequential: bool = False
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -91,7 +95,39 @@ SCENARIOS: tuple[Scenario, ...] = (
         "watch fan-out: 1000 watchers on one prefix, 4 writers; events delivered/s",
         watchers=1000,
     ),
-)
+    # etcd's own benchmark shape through Go's clientv3, as Kubernetes and most
+    # production clients reach etcd: many clients over many connections.
+    Scenario(
+        "go-put-1000x100", "put", 1000, 100, "Go clientv3: puts, 1000 clients over 100 conns",
+        tool="goload",
+    ),
+    Scenario(
+        "go-put-distinct-1000x100", "put", 1000, 100,
+        "Go clientv3: puts of distinct keys, 1000 clients over 100 conns",
+        tool="goload", sequential=True,
+    ),
+    Scenario(
+        "go-get-linearizable-1000x100", "get-linearizable", 1000, 100,
+        "Go clientv3: linearizable gets, 1000 clients over 100 conns", tool="goload",
+    ),
+    Scenario(
+        "go-get-serializable-1000x100", "get-serializable", 1000, 100,
+        "Go clientv3: serializable gets, 1000 clients over 100 conns", tool="goload",
+    ),
+    Scenario("go-put-1", "put", 1, 1, "Go clientv3: puts, one client", tool="goload"),
+    # Watch fan-out through clientv3: each watcher on a stream of its own
+    # (over the 4 connections), 4 writers flat out; events delivered/s.
+    Scenario(
+        "go-watch-100x4", "watch", 4, 4,
+        "Go clientv3: 100 watchers on one prefix, 4 writers; events delivered/s",
+        tool="goload", watchers=100,
+    ),
+    Scenario(
+        "go-watch-1000x4", "watch", 4, 4,
+        "Go clientv3: 1000 watchers on one prefix, 4 writers; events delivered/s",
+        tool="goload", watchers=1000,
+    ),
+)  # fmt: skip
 
 
 @dataclass
@@ -135,6 +171,34 @@ def build_loadgen(force: bool = False) -> Path:
     env = dict(os.environ, CARGO_TARGET_DIR=str(LOADGEN_TARGET))
     subprocess.run([cargo, "build", "--release"], cwd=LOADGEN_DIR, env=env, check=True)
     return LOADGEN_BIN
+
+
+GOLOAD_DIR = BENCH_DIR / "goload"
+GOLOAD_BIN = OUT_DIR / "goload"
+#: Where Debian's golang-etcd-server-dev puts etcd's Go sources (clientv3).
+DEBIAN_GOPATH = Path("/usr/share/gocode")
+
+
+def build_goload(force: bool = False) -> Path | None:
+    """Builds bench/goload against Debian's packaged clientv3 (GOPATH mode, no
+    network); None, with a log line, when Go or the package is missing."""
+    source = GOLOAD_DIR / "main.go"
+    if GOLOAD_BIN.exists() and not force and GOLOAD_BIN.stat().st_mtime >= source.stat().st_mtime:
+        return GOLOAD_BIN
+    go = shutil.which("go")
+    if go is None or not (DEBIAN_GOPATH / "src/go.etcd.io/etcd/clientv3").is_dir():
+        log("go or golang-etcd-server-dev missing (apt-get install golang-go "
+            "golang-etcd-server-dev): skipping the Go clientv3 scenarios")  # fmt: skip
+        return None
+    gopath = OUT_DIR / "gopath"
+    link = gopath / "src" / "goload"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(GOLOAD_DIR)
+    log("building bench/goload (go build, GOPATH mode)")
+    env = dict(os.environ, GO111MODULE="off", GOPATH=f"{gopath}:{DEBIAN_GOPATH}")
+    subprocess.run([go, "build", "-o", str(GOLOAD_BIN), "."], cwd=link, env=env, check=True)
+    return GOLOAD_BIN
 
 
 def etcd_binary() -> Path:
@@ -296,6 +360,8 @@ def running_server(
 def run_loadgen(
     loadgen: Path, endpoint: str, sc: Scenario, duration: float, args: argparse.Namespace
 ) -> dict[str, Any]:
+    if sc.tool == "goload":
+        loadgen = GOLOAD_BIN
     cmd = [
         str(loadgen),
         "--endpoint", endpoint,
@@ -308,8 +374,11 @@ def run_loadgen(
         "--key-space", str(args.key_space),
         "--range-keys", str(args.range_keys),
         "--watchers", str(sc.watchers),
-        "--rate", str(sc.rate),
     ]  # fmt: skip
+    if sc.tool == "loadgen":
+        cmd += ["--rate", str(sc.rate)]
+    if sc.sequential:
+        cmd.append("--sequential")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
     if proc.returncode != 0:
         raise RuntimeError(f"loadgen exited {proc.returncode}: {proc.stderr.strip()}")
@@ -502,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown scenario(s): {', '.join(sorted(unknown))}")
 
     loadgen = build_loadgen(force=args.rebuild)
+    if any(sc.tool == "goload" for sc in scenarios) and build_goload(args.rebuild) is None:
+        scenarios = [sc for sc in scenarios if sc.tool != "goload"]
     etcd_bin = etcd_binary() if "etcd" in targets else None
     commands = {t: server_command(t, etcd_bin) for t in targets}
 

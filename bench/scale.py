@@ -158,7 +158,7 @@ def measure(target: str, argv0: list[str], workdir: Path, args: argparse.Namespa
         writer.start()
         time.sleep(1)
         started = time.monotonic()
-        etcdctl(ep, "compact", str(rev), "--physical")
+        etcdctl(ep, "compact", str(rev), "--physical", "--command-timeout=3600s")
         r["compaction_s"] = time.monotonic() - started
         writer.join()
         r["compaction_put_p99_ms"] = during["p99_ms"]

@@ -86,8 +86,7 @@ impl bbolt::Source for BackendSource<'_> {
 /// Plans the bbolt file of what `rtx` sees (one pass over it); the plan's
 /// `file_size` is the snapshot's size before its digest.
 pub fn plan(rtx: &ReadTx) -> Result<bbolt::Plan, String> {
-    bbolt::plan(&mut BackendSource(rtx), &bbolt::WriteOptions::default())
-        .map_err(|e| e.to_string())
+    bbolt::plan(&mut BackendSource(rtx), &bbolt::WriteOptions::default()).map_err(|e| e.to_string())
 }
 
 /// Opens a snapshot file as bbolt, refusing etcdcore's older formats with a
@@ -122,7 +121,10 @@ fn older_etcdcore_format(path: &Path) -> bool {
     }
     let body = size - 32;
     let len = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
-    &head[8..] == b"ECDUMP01" || len.checked_add(12).is_some_and(|end| end <= body && body - end < 512)
+    &head[8..] == b"ECDUMP01"
+        || len
+            .checked_add(12)
+            .is_some_and(|end| end <= body && body - end < 512)
 }
 
 /// Hash, revision, entries and size of a snapshot file, computed as

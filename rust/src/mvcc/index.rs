@@ -51,7 +51,7 @@ impl<'a> KeyRange<'a> {
 /// Every key the store has history for, in key order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Index {
-    keys: BTreeMap<Vec<u8>, KeyIndex>,
+    keys: BTreeMap<Box<[u8]>, KeyIndex>,
     /// Keys whose current generation is open.
     live: usize,
 }
@@ -88,7 +88,7 @@ impl Index {
     pub fn iter_range<'a>(
         &'a self,
         range: KeyRange<'a>,
-    ) -> btree_map::Range<'a, Vec<u8>, KeyIndex> {
+    ) -> btree_map::Range<'a, Box<[u8]>, KeyIndex> {
         self.keys.range::<[u8], _>(range.bounds())
     }
 
@@ -99,7 +99,7 @@ impl Index {
         at: i64,
     ) -> impl Iterator<Item = (&'a [u8], KeyRevision)> + 'a {
         self.iter_range(range)
-            .filter_map(move |(k, ki)| ki.get(at).map(|kr| (k.as_slice(), kr)))
+            .filter_map(move |(k, ki)| ki.get(at).map(|kr| (&**k, kr)))
     }
 
     /// How many keys in `range` existed at `at`.
@@ -112,7 +112,7 @@ impl Index {
     pub fn put(&mut self, key: &[u8], rev: Revision) -> Option<Revision> {
         let (prev, ki) = match self.keys.get_mut(key) {
             Some(ki) => (Some(ki.modified()), ki),
-            None => (None, self.keys.entry(key.to_vec()).or_default()),
+            None => (None, self.keys.entry(key.into()).or_default()),
         };
         if ki.put(rev) {
             self.live += 1;
@@ -132,24 +132,25 @@ impl Index {
         Some(prev)
     }
 
-    /// Reverses [`Index::put`] given what it returned.
-    pub fn undo_put(&mut self, key: &[u8], prev: Option<Revision>) {
+    /// Reverses [`Index::put`]; `new_entry` when it returned None (the put
+    /// created the key's entry).
+    pub fn undo_put(&mut self, key: &[u8], new_entry: bool) {
         let ki = self.keys.get_mut(key).expect("undo_put on unknown key");
-        if ki.undo_put(prev.unwrap_or_default()) {
+        if ki.undo_put() {
             self.live -= 1;
         }
-        if prev.is_none() {
+        if new_entry {
             self.keys.remove(key);
         }
     }
 
-    /// Reverses [`Index::tombstone`] given what it returned.
-    pub fn undo_tombstone(&mut self, key: &[u8], prev: Revision) {
+    /// Reverses [`Index::tombstone`].
+    pub fn undo_tombstone(&mut self, key: &[u8]) {
         let ki = self
             .keys
             .get_mut(key)
             .expect("undo_tombstone on unknown key");
-        ki.undo_tombstone(prev);
+        ki.undo_tombstone();
         self.live += 1;
     }
 
@@ -157,7 +158,7 @@ impl Index {
     /// history yet is a put.
     pub fn restore(&mut self, key: &[u8], created: Revision, modified: Revision, version: i64) {
         self.keys
-            .entry(key.to_vec())
+            .entry(key.into())
             .or_default()
             .restore(created, modified, version);
         self.live += 1;
@@ -167,7 +168,7 @@ impl Index {
     /// history yet is a tombstone.
     pub fn restore_tombstone(&mut self, key: &[u8], rev: Revision) {
         self.keys
-            .entry(key.to_vec())
+            .entry(key.into())
             .or_default()
             .restore_tombstone(rev);
     }
@@ -338,7 +339,7 @@ mod tests {
         let before = ix.clone();
         let prev = ix.put(b"new", r(7));
         assert_eq!(prev, None);
-        ix.undo_put(b"new", prev);
+        ix.undo_put(b"new", true);
         assert_eq!(ix, before);
     }
 
@@ -348,7 +349,7 @@ mod tests {
         let before = ix.clone();
         let prev = ix.put(b"b", r(7));
         assert_eq!(prev, Some(r(5)));
-        ix.undo_put(b"b", prev);
+        ix.undo_put(b"b", false);
         assert_eq!(ix, before);
     }
 
@@ -356,8 +357,44 @@ mod tests {
     fn undo_tombstone_restores_live_key() {
         let mut ix = sample();
         let before = ix.clone();
-        let prev = ix.tombstone(b"a", r(7)).unwrap();
-        ix.undo_tombstone(b"a", prev);
+        ix.tombstone(b"a", r(7)).unwrap();
+        ix.undo_tombstone(b"a");
         assert_eq!(ix, before);
+    }
+}
+
+#[cfg(test)]
+mod memory {
+    use super::*;
+
+    fn rss_kb() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+
+    /// `cargo test --release mvcc::index::memory -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn bytes_per_key_for_a_million_keys() {
+        let before = rss_kb();
+        let mut ix = Index::new();
+        for i in 0..1_000_000i64 {
+            let key = format!("/registry/pods/default/pod-{i:08}");
+            ix.put(key.as_bytes(), Revision::new(i + 2, 0));
+        }
+        for i in 0..500_000i64 {
+            let key = format!("/registry/pods/default/pod-{:08}", i * 2);
+            ix.put(key.as_bytes(), Revision::new(1_000_002 + i, 0));
+        }
+        let after = rss_kb();
+        println!(
+            "{} keys: {} bytes per key",
+            ix.len(),
+            (after - before) * 1024 / ix.len() as u64
+        );
     }
 }

@@ -11,6 +11,8 @@
 
 use std::collections::HashSet;
 
+use smallvec::{smallvec, SmallVec};
+
 use super::revision::Revision;
 
 /// One life of a key.
@@ -22,8 +24,8 @@ pub struct Generation {
     /// compacted away: the version of its newest revision.
     pub version: i64,
     /// Surviving revisions, oldest first; in a finished generation the last
-    /// one is the tombstone.
-    pub revs: Vec<Revision>,
+    /// one is the tombstone. Most keys have one or two.
+    pub revs: SmallVec<[Revision; 2]>,
 }
 
 impl Generation {
@@ -43,11 +45,11 @@ pub struct KeyRevision {
     pub version: i64,
 }
 
-/// All generations of one key.
+/// All generations of one key. Most keys have one, kept inline: at a
+/// million keys the index is a large part of a member's memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyIndex {
-    modified: Revision,
-    generations: Vec<Generation>,
+    generations: SmallVec<[Generation; 1]>,
 }
 
 impl Default for KeyIndex {
@@ -60,14 +62,17 @@ impl KeyIndex {
     /// A key that has never been written: one empty generation.
     pub fn new() -> KeyIndex {
         KeyIndex {
-            modified: Revision::default(),
-            generations: vec![Generation::default()],
+            generations: smallvec![Generation::default()],
         }
     }
 
     /// Revision of the newest write (put or tombstone).
     pub fn modified(&self) -> Revision {
-        self.modified
+        self.generations
+            .iter()
+            .rev()
+            .find_map(|g| g.revs.last().copied())
+            .unwrap_or_default()
     }
 
     pub fn generations(&self) -> &[Generation] {
@@ -99,10 +104,10 @@ impl KeyIndex {
     /// Records a put at `rev`; returns true when it created the key (started
     /// a generation). `rev` must be newer than every recorded revision.
     pub fn put(&mut self, rev: Revision) -> bool {
+        let modified = self.modified();
         assert!(
-            rev > self.modified,
-            "put at {rev:?} is not after the last modification {:?}",
-            self.modified
+            rev > modified,
+            "put at {rev:?} is not after the last modification {modified:?}",
         );
         let g = self.current_mut();
         let created = g.is_empty();
@@ -111,7 +116,6 @@ impl KeyIndex {
         }
         g.revs.push(rev);
         g.version += 1;
-        self.modified = rev;
         created
     }
 
@@ -131,11 +135,10 @@ impl KeyIndex {
     /// key index must be fresh.
     pub fn restore(&mut self, created: Revision, modified: Revision, version: i64) {
         assert!(self.is_empty(), "restore into a key index that has history");
-        self.modified = modified;
-        self.generations = vec![Generation {
+        self.generations = smallvec![Generation {
             created,
             version,
-            revs: vec![modified],
+            revs: smallvec![modified],
         }];
     }
 
@@ -146,10 +149,9 @@ impl KeyIndex {
         self.generations.push(Generation::default());
     }
 
-    /// Takes back the newest put (a failed transaction); `prev_modified` is
-    /// what [`KeyIndex::modified`] was before it. True when the put had
-    /// created the key.
-    pub fn undo_put(&mut self, prev_modified: Revision) -> bool {
+    /// Takes back the newest put (a failed transaction). True when the put
+    /// had created the key.
+    pub fn undo_put(&mut self) -> bool {
         let g = self.current_mut();
         g.revs.pop().expect("undo_put without a put");
         g.version -= 1;
@@ -157,15 +159,14 @@ impl KeyIndex {
         if uncreated {
             *g = Generation::default();
         }
-        self.modified = prev_modified;
         uncreated
     }
 
     /// Takes back the newest tombstone (a failed transaction).
-    pub fn undo_tombstone(&mut self, prev_modified: Revision) {
+    pub fn undo_tombstone(&mut self) {
         let open = self.generations.pop().expect("undo_tombstone without one");
         assert!(open.is_empty(), "undo_tombstone on a live key");
-        self.undo_put(prev_modified);
+        self.undo_put();
     }
 
     /// The generation that holds the key's state at revision `at`, or None
@@ -516,7 +517,7 @@ mod tests {
         ki.put(r(2));
         let before = ki.clone();
         ki.put(r(3));
-        assert!(!ki.undo_put(r(2)));
+        assert!(!ki.undo_put());
         assert_eq!(ki, before);
     }
 
@@ -524,7 +525,7 @@ mod tests {
     fn undo_creating_put_leaves_key_empty() {
         let mut ki = KeyIndex::new();
         ki.put(r(2));
-        assert!(ki.undo_put(Revision::default()));
+        assert!(ki.undo_put());
         assert_eq!(ki, KeyIndex::new());
     }
 
@@ -534,7 +535,7 @@ mod tests {
         ki.put(r(2));
         let before = ki.clone();
         ki.tombstone(r(3));
-        ki.undo_tombstone(r(2));
+        ki.undo_tombstone();
         assert_eq!(ki, before);
         assert!(ki.is_live());
     }

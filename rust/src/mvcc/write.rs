@@ -17,14 +17,13 @@ use crate::pb::etcdserverpb::{
 use crate::pb::mvccpb::event::EventType;
 use crate::pb::mvccpb::{Event, KeyValue};
 
-/// How to take one change back: the key's modification revision and lease
+/// How to take one change back: what the index and the key's lease were
 /// before it.
 struct Undo {
     key: Vec<u8>,
     tombstone: bool,
-    /// The index's previous modification (None: the put created the key's
-    /// index entry).
-    prev_mod: Option<Revision>,
+    /// The put created the key's index entry (it had no history left).
+    new_entry: bool,
     prev_lease: i64,
 }
 
@@ -122,11 +121,11 @@ impl<'a> WriteTxn<'a> {
             lease,
         };
         self.bucket.insert(at, false, &kv)?;
-        let prev_mod = self.store.index.put(&req.key, at);
+        let new_entry = self.store.index.put(&req.key, at).is_none();
         self.undo.push(Undo {
             key: req.key.clone(),
             tombstone: false,
-            prev_mod,
+            new_entry,
             prev_lease,
         });
         self.store.leases.set(&req.key, lease);
@@ -179,8 +178,7 @@ impl<'a> WriteTxn<'a> {
     fn delete_key(&mut self, key: &[u8], prev: Option<KeyValue>) -> Result<(), MvccError> {
         let at = Revision::new(self.rev, self.changes);
         self.bucket.insert(at, true, &tombstone_value(key))?;
-        let prev_mod = self
-            .store
+        self.store
             .index
             .tombstone(key, at)
             .expect("a key visible now is live in the index");
@@ -188,7 +186,7 @@ impl<'a> WriteTxn<'a> {
         self.undo.push(Undo {
             key: key.to_vec(),
             tombstone: true,
-            prev_mod: Some(prev_mod),
+            new_entry: false,
             prev_lease,
         });
         self.store.leases.set(key, 0);
@@ -219,12 +217,9 @@ impl<'a> WriteTxn<'a> {
     pub fn rollback(self) -> Result<(), MvccError> {
         for (sub, u) in self.undo.into_iter().enumerate().rev() {
             if u.tombstone {
-                let prev = u
-                    .prev_mod
-                    .expect("a tombstone always has a previous revision");
-                self.store.index.undo_tombstone(&u.key, prev);
+                self.store.index.undo_tombstone(&u.key);
             } else {
-                self.store.index.undo_put(&u.key, u.prev_mod);
+                self.store.index.undo_put(&u.key, u.new_entry);
             }
             self.store.leases.set(&u.key, u.prev_lease);
             self.bucket

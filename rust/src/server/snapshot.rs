@@ -112,7 +112,10 @@ fn stream(
         .map_err(|e| e.to_string())?;
     let blobs = out.finish().map_err(|e| e.to_string())?;
     if blobs.sent != total {
-        return Err(format!("sent {} bytes of a {total}-byte snapshot", blobs.sent));
+        return Err(format!(
+            "sent {} bytes of a {total}-byte snapshot",
+            blobs.sent
+        ));
     }
     // The digest, alone and last, as etcd sends it.
     blobs.send(&blobs.pending, 0).map_err(|e| e.to_string())?;
@@ -144,7 +147,9 @@ impl Blobs<'_> {
 
 impl std::io::Write for Blobs<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let in_db = self.total.saturating_sub(self.sent + self.pending.len() as u64);
+        let in_db = self
+            .total
+            .saturating_sub(self.sent + self.pending.len() as u64);
         if in_db == 0 {
             self.pending.extend_from_slice(buf);
             return Ok(buf.len());

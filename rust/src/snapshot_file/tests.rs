@@ -148,7 +148,9 @@ fn truncated_and_damaged_files_are_refused_without_a_data_dir() {
     }
     let mut x = 1u64;
     for _ in 0..200 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let mut damaged = bytes[..bytes.len() - 32].to_vec();
         let at = (x >> 33) as usize % damaged.len();
         damaged[at] ^= 1 << (x % 8);
