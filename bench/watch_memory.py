@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shutil
 import statistics
 import subprocess
 import sys
@@ -71,6 +72,7 @@ def measure(target: str, argv0: list[str], workdir: Path, args: argparse.Namespa
         }
     finally:
         server.stop()
+        shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

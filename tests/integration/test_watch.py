@@ -38,8 +38,13 @@ class RawWatch:
     client reads nothing, and the server can send only what HTTP/2 flow
     control lets through)."""
 
-    def __init__(self, endpoint: str, *creates: rpc_pb2.WatchCreateRequest) -> None:
-        self.channel = grpc.insecure_channel(endpoint, options=GRPC_OPTIONS)
+    def __init__(
+        self,
+        endpoint: str,
+        *creates: rpc_pb2.WatchCreateRequest,
+        options: list[tuple[str, object]] | None = None,
+    ) -> None:
+        self.channel = grpc.insecure_channel(endpoint, options=GRPC_OPTIONS + (options or []))
         self._requests: queue.Queue[rpc_pb2.WatchRequest | None] = queue.Queue()
         for c in creates:
             self.send(rpc_pb2.WatchRequest(create_request=c))
@@ -319,8 +324,10 @@ def test_a_slow_client_whose_history_was_compacted_meanwhile_is_canceled(tmp_pat
 
 
 def test_events_queued_for_a_client_that_was_not_reading_come_packed(member: Member) -> None:
-    w = RawWatch(member.endpoint, create(b"pk/"))
-    written = write(member.endpoint, b"pk/", 3000)
+    # HTTP/2's initial 64 KiB window, kept (no BDP probing): the 3 MB backlog
+    # cannot all sit in the client's transport while it does not read.
+    w = RawWatch(member.endpoint, create(b"pk/"), options=[("grpc.http2.bdp_probe", 0)])
+    written = write(member.endpoint, b"pk/", 3000, value=b"v" * 1000)
     w.start_reading()
     assert w.next().created
     seen, resps = w.collect(len(written))

@@ -3,8 +3,8 @@
 //!
 //! The Raft loop hands it batches of committed entries in log order; it
 //! applies every batch queued at once in one backend transaction, commits it
-//! (visible to readers, not yet fsynced), answers the proposers, and hands the
-//! events to the watch hub, which never makes it wait. Between batches it does the slow work that must
+//! (visible to readers, not yet fsynced), hands the events to the watch hub
+//! (which never makes it wait), then answers the proposers. Between batches it does the slow work that must
 //! never stall Raft: durable backend commits every batch interval, the
 //! physical half of compactions a batch at a time, installing a leader's
 //! snapshot, defragmenting.
@@ -343,6 +343,11 @@ impl Applier {
         drop(sm);
         self.shared.set_applied(applied);
         self.since_durable += count;
+        // The hub sees the batch before anyone hears of it, as in etcd: a
+        // client that wrote and then asks its watch stream for progress
+        // gets a revision at or past its write.
+        self.watch
+            .notify(events, prev_values == PrevValues::InEvents);
         if let Some(c) = conf {
             let _ = c.send(accepted);
         }
@@ -355,8 +360,6 @@ impl Applier {
         if raise_no_space {
             let _ = self.raft.send(Msg::NoSpace(over_quota));
         }
-        self.watch
-            .notify(events, prev_values == PrevValues::InEvents);
         Ok(())
     }
 
