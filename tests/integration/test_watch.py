@@ -230,6 +230,28 @@ def test_every_event_comes_once_in_order_from_the_past_into_live_events(
     assert seen == history + live
 
 
+def test_a_watcher_catching_up_while_history_before_its_start_is_compacted_misses_nothing(
+    member: Member,
+) -> None:
+    prefix = b"cc/"
+    # 200 keys, each overwritten 40 times: compaction has old versions to
+    # remove all around the revisions the watcher reads back.
+    rounds = [write(member.endpoint, prefix, 200, per_txn=10) for _ in range(40)]
+    start = rounds[20][0][1]
+    history = [e for r in rounds[20:] for e in r]
+    w = RawWatch(member.endpoint, create(prefix, start_revision=start)).start_reading()
+    assert w.next().created
+    with grpc.insecure_channel(member.endpoint) as ch:
+        rpc_pb2_grpc.KVStub(ch).Compact(
+            rpc_pb2.CompactionRequest(revision=start, physical=True), timeout=60
+        )
+    live = write(member.endpoint, prefix, 1000, per_txn=10)
+    seen, resps = w.collect(len(history) + len(live))
+    w.close()
+    assert seen == history + live
+    assert not any(r.canceled for r in resps)
+
+
 # -- a client that does not read -----------------------------------------------------
 
 

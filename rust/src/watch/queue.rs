@@ -392,7 +392,8 @@ mod tests {
     fn packing_stops_at_the_size_limit_between_revisions() {
         let out = StreamOut::new();
         for rev in 2..8 {
-            push(&out, 
+            push(
+                &out,
                 meta(1),
                 vec![ev("a", rev, 100), ev("b", rev, 100)],
                 rev,

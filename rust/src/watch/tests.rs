@@ -545,7 +545,10 @@ fn a_batch_of_many_revisions_gives_one_response_per_watcher() {
         keys(&resp),
         vec![b"k1".to_vec(), b"k2".to_vec(), b"k1".to_vec()]
     );
-    assert_eq!(revs(std::slice::from_ref(&resp)), vec![last - 2, last - 2, last]);
+    assert_eq!(
+        revs(std::slice::from_ref(&resp)),
+        vec![last - 2, last - 2, last]
+    );
     assert_eq!(resp.events[2].r#type, EventType::Delete as i32);
 }
 
