@@ -127,6 +127,28 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Go clientv3: 1000 watchers on one prefix, 4 writers; events delivered/s",
         tool="goload", watchers=1000,
     ),
+    # Writers that outrun delivery: events/s is then what the server can
+    # deliver, not what 4 writers can write.
+    Scenario(
+        "watch-100x64", "watch", 64, 4,
+        "watch fan-out: 100 watchers on one prefix, 64 writers; events delivered/s",
+        watchers=100,
+    ),
+    Scenario(
+        "watch-1000x64", "watch", 64, 4,
+        "watch fan-out: 1000 watchers on one prefix, 64 writers; events delivered/s",
+        watchers=1000,
+    ),
+    Scenario(
+        "go-watch-100x64", "watch", 64, 4,
+        "Go clientv3: 100 watchers on one prefix, 64 writers; events delivered/s",
+        tool="goload", watchers=100,
+    ),
+    Scenario(
+        "go-watch-1000x64", "watch", 64, 4,
+        "Go clientv3: 1000 watchers on one prefix, 64 writers; events delivered/s",
+        tool="goload", watchers=1000,
+    ),
 )  # fmt: skip
 
 

@@ -35,6 +35,8 @@ def hold(endpoint: str, args: argparse.Namespace) -> tuple[subprocess.Popen[str]
         str(bench.LOADGEN_BIN), "--endpoint", endpoint, "--op", "watch-hold",
         "--watchers", str(args.watchers), "--streams", str(args.streams),
         "--clients", "4", "--conns", "4", "--duration-secs", "600",
+        # The per-call deadline would end the held streams.
+        "--timeout-secs", "3600",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None

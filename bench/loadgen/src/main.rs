@@ -394,18 +394,10 @@ async fn hold_watchers(args: &Args, chans: &[Channel]) {
         let created_tx = created_tx.clone();
         let hold = Duration::from_secs_f64(args.duration_secs.max(0.0)) + Duration::from_secs(3600);
         tasks.push(tokio::spawn(async move {
+            // Every create is queued before the call starts: grpc-go sends
+            // the response headers the call waits for only with its first
+            // answer.
             let (tx, rx) = tokio::sync::mpsc::channel(keys.len().max(1));
-            let mut client = WatchClient::new(chan);
-            let mut inbound = match client
-                .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await
-            {
-                Ok(r) => r.into_inner(),
-                Err(e) => {
-                    let _ = created_tx.send(Err(e.to_string())).await;
-                    return;
-                }
-            };
             for k in &keys {
                 let req = WatchRequest {
                     request_union: Some(watch_request::RequestUnion::CreateRequest(
@@ -419,6 +411,17 @@ async fn hold_watchers(args: &Args, chans: &[Channel]) {
                     break;
                 }
             }
+            let mut client = WatchClient::new(chan);
+            let mut inbound = match client
+                .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+            {
+                Ok(r) => r.into_inner(),
+                Err(e) => {
+                    let _ = created_tx.send(Err(e.to_string())).await;
+                    return;
+                }
+            };
             let mut created = 0;
             while created < keys.len() {
                 match inbound.message().await {
