@@ -10,6 +10,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/authpb/auth.proto",
         "proto/leasepb/lease.proto",
         "proto/etcdserverpb/rpc.proto",
+        // The gRPC proxy serves and calls these too.
+        "proto/v3lock/v3lock.proto",
+        "proto/v3election/v3election.proto",
     ];
     let internal = ["proto/etcdcore/internal.proto", "proto/etcdcore/peer.proto"];
     println!("cargo:rerun-if-changed=build.rs");

@@ -70,11 +70,17 @@ class CertificateAuthority:
         return self.pair.cert
 
     def issue(
-        self, name: str, hosts: tuple[str, ...] = ("127.0.0.1",), client_auth: bool = True
+        self,
+        name: str,
+        hosts: tuple[str, ...] = ("127.0.0.1",),
+        client_auth: bool = True,
+        *,
+        common_name: bool = True,
     ) -> Pair:
-        """A certificate for ``name`` (its common name), valid for ``hosts``
-        and usable by a server and a client alike (etcd checks both usages;
-        ``client_auth=False``: by a server only)."""
+        """A certificate for ``name`` (its common name, unless not
+        ``common_name``: etcd's proxy wants none on its client certificate),
+        valid for ``hosts`` and usable by a server and a client alike (etcd
+        checks both usages; ``client_auth=False``: by a server only)."""
         usages = [ExtendedKeyUsageOID.SERVER_AUTH]
         if client_auth:
             usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
@@ -82,7 +88,7 @@ class CertificateAuthority:
         now = datetime.datetime.now(datetime.timezone.utc)
         cert = (
             x509.CertificateBuilder()
-            .subject_name(_name(name))
+            .subject_name(_name(name) if common_name else x509.Name([]))
             .issuer_name(self._cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())

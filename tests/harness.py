@@ -181,3 +181,97 @@ def etcdctl(
     if check and proc.returncode != 0:
         raise AssertionError(f"etcdctl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
     return proc
+
+
+@dataclass
+class GrpcProxy:
+    """A gRPC proxy process in front of ``endpoints``: ``etcdcore grpc-proxy
+    start``, or with ``real=True`` etcd 3.5.1's ``etcd grpc-proxy start``."""
+
+    endpoints: str
+    log_dir: Path
+    real: bool = False
+    extra: list[str] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    #: How the readiness probe talks to a TLS listener.
+    credentials: grpc.ChannelCredentials | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        base = [etcd_bin("etcd")] if self.real else etcdcore_command()
+        return [
+            *base, "grpc-proxy", "start",
+            f"--endpoints={self.endpoints}",
+            f"--listen-addr={self.endpoint}",
+            f"--advertise-client-url={self.endpoint}",
+            *self.extra,
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 20.0) -> GrpcProxy:
+        name = "etcd-proxy" if self.real else "proxy"
+        self.log_path = self.log_dir / f"{name}-{self.port}.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"proxy exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                ch = (
+                    grpc.secure_channel(self.endpoint, self.credentials)
+                    if self.credentials is not None
+                    else grpc.insecure_channel(self.endpoint)
+                )
+                with ch:
+                    rpc_pb2_grpc.KVStub(ch).Range(rpc_pb2.RangeRequest(key=b"health"), timeout=1)
+                return self
+            except grpc.RpcError as e:
+                if e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED):
+                    return self
+                time.sleep(0.05)
+        raise TimeoutError(f"proxy not ready in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def etcdctl(
+        self, *args: str, input: str | None = None, timeout: float = 30, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return etcdctl(self.endpoint, *args, input=input, timeout=timeout, check=check)
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.endpoint)
+
+
+def metric_value(url: str, name: str) -> float | None:
+    """One unlabelled sample of a Prometheus text page, None when absent."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None

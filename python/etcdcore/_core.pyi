@@ -256,6 +256,50 @@ def bbolt_write(
     given twice is a ValueError) as a new bbolt file, with etcd's snapshot
     SHA-256 trailer when ``sha256_trailer``; returns the file's size."""
 
+class GrpcProxyConfig:
+    """The settings of ``etcdcore grpc-proxy start`` (see grpcproxy/config.py)."""
+
+    def __init__(
+        self,
+        *,
+        listen_addr: str,
+        endpoints: list[str],
+        advertise_client_url: str,
+        resolver_prefix: str,
+        resolver_ttl: int,
+        namespace: bytes,
+        metrics_addr: str | None,
+        max_send_bytes: int,
+        max_recv_bytes: int,
+        dial_timeout: float,
+        cert: str,
+        key: str,
+        cacert: str,
+        insecure_skip_tls_verify: bool,
+        cert_file: str,
+        key_file: str,
+        trusted_ca_file: str,
+        keepalive_interval: float,
+        keepalive_timeout: float,
+        hostname: str,
+        auto_sync_interval: float,
+        debug: bool = False,
+    ) -> None: ...
+
+class GrpcProxy:
+    """etcd's gRPC proxy, served by the core on threads of its own."""
+
+    def __init__(self, config: GrpcProxyConfig) -> None: ...
+    def start(self) -> None:
+        """Binds and serves. OSError: a listener cannot be bound (etcd's
+        words); RuntimeError: settings refused (TLS files...)."""
+    def local_addr(self) -> str | None: ...
+    def wait(self, timeout: float) -> bool:
+        """Waits up to ``timeout`` seconds; True if serving stopped on its own."""
+    def watch_stats(self) -> tuple[int, int]:
+        """(watchers open on the cluster, client watchers served by them)."""
+    def stop(self) -> None: ...
+
 class Gateway:
     """etcd's L4 gateway (``etcdcore gateway start``), running in the core."""
 

@@ -569,5 +569,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bbolt_buckets, m)?)?;
     m.add_function(wrap_pyfunction!(bbolt_items, m)?)?;
     m.add_function(wrap_pyfunction!(bbolt_write, m)?)?;
+    crate::python_grpcproxy::register(m)?;
     Ok(())
 }

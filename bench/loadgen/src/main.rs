@@ -100,15 +100,26 @@ struct Args {
     /// Keys written before a `range` run and returned by each Range.
     #[arg(long, default_value_t = 1000)]
     range_keys: u64,
-    /// Watch streams for `--op watch` (spread over the connections), or
-    /// watchers for `--op watch-hold`.
+    /// Watchers for `--op watch` (spread over the connections) and
+    /// `--op watch-hold`.
     #[arg(long, default_value_t = 100)]
     watchers: usize,
+    /// Watchers per watch stream (etcd benchmark's --watch-per-stream).
+    #[arg(long, default_value_t = 1)]
+    watchers_per_stream: usize,
+    /// Watch this one key, and put only to it, instead of a prefix of keys.
+    #[arg(long)]
+    watch_key: Option<String>,
+    /// Where the watchers connect (a proxy), when not `--endpoint`.
+    #[arg(long)]
+    watch_endpoint: Option<String>,
     /// Streams the watchers of `--op watch-hold` are spread over.
     #[arg(long, default_value_t = 100)]
     streams: usize,
-    /// Puts per second over all clients (0: as fast as they go). Each
-    /// client sends on a schedule, so a slow answer does not lower the rate.
+    /// HTTP/2 connections the watch streams are spread over.
+    #[arg(long, default_value_t = 0)]
+    watch_conns: usize,
+    /// Puts per second over all clients (0: as fast as they are answered).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
     /// Per-request deadline in seconds; a request past it counts as an error.
@@ -223,7 +234,8 @@ async fn run_client(
     sequential: bool,
     value: Arc<Vec<u8>>,
     start: Instant,
-    interval: Option<Duration>,
+    pace: Option<Duration>,
+    watch_key: Option<Arc<String>>,
 ) -> ClientResult {
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -237,11 +249,12 @@ async fn run_client(
     let mut last_done = start;
     let range_end = prefix_end(RANGE_PREFIX.as_bytes());
     // Paced clients start spread over one interval, so they do not send together.
-    let mut next_send = interval.map(|i| Instant::now() + i.mul_f64((id % 997) as f64 / 997.0));
+    let mut next_send =
+        Instant::now() + pace.map_or(Duration::ZERO, |p| p.mul_f64((id % 997) as f64 / 997.0));
     loop {
-        if let (Some(at), Some(i)) = (next_send, interval) {
-            tokio::time::sleep_until(at.into()).await;
-            next_send = Some(at + i);
+        if let Some(p) = pace {
+            tokio::time::sleep_until(next_send.into()).await;
+            next_send += p;
         }
         if Instant::now() >= deadline {
             break;
@@ -288,8 +301,13 @@ async fn run_client(
                 let mut v = value.as_ref().clone();
                 let sent = t0.duration_since(start).as_nanos() as u64;
                 v[..8].copy_from_slice(&sent.to_le_bytes());
+                let key = match &watch_key {
+                    Some(k) => k.as_bytes().to_vec(),
+                    None => format!("{WATCH_PREFIX}{:08}", rng.next() % key_space.max(1))
+                        .into_bytes(),
+                };
                 kv.put(PutRequest {
-                    key: format!("{WATCH_PREFIX}{:08}", rng.next() % key_space.max(1)).into_bytes(),
+                    key,
                     value: v,
                     ..Default::default()
                 })
@@ -327,6 +345,8 @@ fn ms(us: u64) -> f64 {
 struct WatchResult {
     hist: Histogram<u64>,
     events: u64,
+    /// When its last event arrived.
+    last: Option<Instant>,
 }
 
 /// One watch stream on WATCH_PREFIX; records delivery latency per event
@@ -336,16 +356,31 @@ async fn run_watcher(
     start: Instant,
     ready: tokio::sync::mpsc::Sender<()>,
     done: Arc<std::sync::atomic::AtomicBool>,
+    per_stream: usize,
+    watch_key: Option<Arc<String>>,
+    received: Arc<AtomicU64>,
 ) -> Result<WatchResult, String> {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let create = WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
-            key: WATCH_PREFIX.as_bytes().to_vec(),
-            range_end: prefix_end(WATCH_PREFIX.as_bytes()),
-            ..Default::default()
-        })),
+    let per_stream = per_stream.max(1);
+    let (tx, rx) = tokio::sync::mpsc::channel(per_stream);
+    let (key, range_end) = match &watch_key {
+        Some(k) => (k.as_bytes().to_vec(), Vec::new()),
+        None => (
+            WATCH_PREFIX.as_bytes().to_vec(),
+            prefix_end(WATCH_PREFIX.as_bytes()),
+        ),
     };
-    tx.send(create).await.map_err(|e| e.to_string())?;
+    for _ in 0..per_stream {
+        let create = WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                WatchCreateRequest {
+                    key: key.clone(),
+                    range_end: range_end.clone(),
+                    ..Default::default()
+                },
+            )),
+        };
+        tx.send(create).await.map_err(|e| e.to_string())?;
+    }
     let mut client = WatchClient::new(chan).max_decoding_message_size(64 * 1024 * 1024);
     let mut inbound = client
         .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
@@ -354,7 +389,8 @@ async fn run_watcher(
         .into_inner();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
     let mut events = 0u64;
-    let mut created = false;
+    let mut last = None;
+    let mut created = 0usize;
     while !done.load(Ordering::Relaxed) {
         let msg = match tokio::time::timeout(Duration::from_millis(200), inbound.message()).await
         {
@@ -363,9 +399,17 @@ async fn run_watcher(
             Err(_) => continue,
             Ok(Err(e)) => return Err(e.to_string()),
         };
-        if msg.created && !created {
-            created = true;
-            let _ = ready.send(()).await;
+        if msg.created {
+            if msg.canceled {
+                return Err(format!("watch refused: {}", msg.cancel_reason));
+            }
+            created += 1;
+            if created == per_stream {
+                let _ = ready.send(()).await;
+            }
+        }
+        if msg.canceled && !msg.created {
+            return Err(format!("watch cancelled: {}", msg.cancel_reason));
         }
         let now = start.elapsed().as_nanos() as u64;
         for ev in &msg.events {
@@ -377,9 +421,13 @@ async fn run_watcher(
             }
             events += 1;
         }
+        if !msg.events.is_empty() {
+            last = Some(Instant::now());
+            received.fetch_add(msg.events.len() as u64, Ordering::Relaxed);
+        }
     }
     drop(tx);
-    Ok(WatchResult { hist, events })
+    Ok(WatchResult { hist, events, last })
 }
 
 /// `--op watch-hold`: creates the watchers, says so, and keeps them.
@@ -505,24 +553,46 @@ async fn main() {
     let issued = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let watch_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch_key = args.watch_key.clone().map(Arc::new);
+    let received = Arc::new(AtomicU64::new(0));
     let mut watchers = Vec::new();
     if args.op == Op::Watch {
-        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(args.watchers.max(1));
-        for w in 0..args.watchers {
+        let target = args.watch_endpoint.as_deref().unwrap_or(&args.endpoint);
+        let n = if args.watch_conns > 0 { args.watch_conns } else { conns };
+        let mut wchans = Vec::with_capacity(n);
+        for _ in 0..n {
+            match connect(target, timeout).await {
+                Ok(c) => wchans.push(c),
+                Err(e) => {
+                    eprintln!("loadgen: cannot connect to {target}: {e:?}");
+                    std::process::exit(2);
+                }
+            }
+        }
+        let per = args.watchers_per_stream.max(1);
+        let streams = args.watchers.div_ceil(per);
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(streams.max(1));
+        for w in 0..streams {
+            let this = per.min(args.watchers - w * per);
             watchers.push(tokio::spawn(run_watcher(
-                chans[w % conns].clone(),
+                wchans[w % n].clone(),
                 start,
                 ready_tx.clone(),
                 watch_done.clone(),
+                this,
+                watch_key.clone(),
+                received.clone(),
             )));
         }
         drop(ready_tx);
-        for _ in 0..args.watchers {
+        for _ in 0..streams {
             if ready_rx.recv().await.is_none() {
                 break;
             }
         }
     }
+    let pace = (args.rate > 0.0)
+        .then(|| Duration::from_secs_f64(clients as f64 / args.rate));
     // Latencies are measured from `start`; the run itself begins now.
     let begin = Instant::now();
     let deadline = begin + Duration::from_secs_f64(args.duration_secs.max(0.0));
@@ -541,7 +611,8 @@ async fn main() {
             args.sequential,
             value.clone(),
             start,
-            (args.rate > 0.0).then(|| Duration::from_secs_f64(clients as f64 / args.rate)),
+            pace,
+            watch_key.clone(),
         )));
     }
 
@@ -568,18 +639,37 @@ async fn main() {
     let seconds = end.duration_since(begin).as_secs_f64();
     let requests = hist.len();
     if args.op == Op::Watch {
-        // Let the watchers drain what is still in flight.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Let the watchers drain what is still in flight: until every event
+        // arrived, or none arrived for 2 s (30 s at most).
+        let want = requests * args.watchers as u64;
+        let mut seen = received.load(Ordering::Relaxed);
+        let mut quiet_since = Instant::now();
+        let drain_end = Instant::now() + Duration::from_secs(30);
+        while seen < want && Instant::now() < drain_end {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now_seen = received.load(Ordering::Relaxed);
+            if now_seen != seen {
+                seen = now_seen;
+                quiet_since = Instant::now();
+            } else if quiet_since.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        }
         watch_done.store(true, Ordering::Relaxed);
         let puts = requests;
         let mut whist =
             Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
         let mut events = 0u64;
+        // Delivery ends with the last event any watcher received.
+        let mut delivered_by = end;
         for t in watchers {
             match t.await {
                 Ok(Ok(r)) => {
                     whist.add(&r.hist).expect("same histogram bounds");
                     events += r.events;
+                    if let Some(l) = r.last {
+                        delivered_by = delivered_by.max(l);
+                    }
                 }
                 Ok(Err(e)) => {
                     errors += 1;
@@ -592,6 +682,7 @@ async fn main() {
             }
         }
         let expected = puts * args.watchers as u64;
+        let seconds = delivered_by.duration_since(begin).as_secs_f64();
         let out = serde_json::json!({
             "op": "watch",
             "clients": clients,

@@ -18,6 +18,7 @@ from . import requests as rq
 from .connection import Connection, Next
 from .errors import EtcdError, LeaseLostError, LeaseNotFoundError, NotLeaderError, from_rpc_error
 from .keepalive import RETRY_INTERVAL, Renewals
+from .namespace import Namespace
 from .types import (
     Alarm,
     DeleteResult,
@@ -151,7 +152,8 @@ class AsyncClient:
     """``async with AsyncClient(["127.0.0.1:2379"]) as c: await c.put("k", "v")``.
 
     Takes the same TLS (``ca_cert``, ``cert``, ``key``, ``https://``
-    endpoints) and auth (``user``, ``password``) options as :class:`Client`,
+    endpoints), auth (``user``, ``password``) and ``namespace`` options as
+    :class:`Client`,
     and shares its connection set-up, login and retry rules
     (:mod:`etcdcore.client.connection`).
     """
@@ -166,7 +168,9 @@ class AsyncClient:
         key: rq.PemSource | None = None,
         user: str | None = None,
         password: str | None = None,
+        namespace: bytes | str = b"",
     ):
+        self.namespace = Namespace(namespace)
         self._conn: Connection[grpc.aio.Channel] = Connection(
             endpoints,
             timeout,
@@ -258,34 +262,35 @@ class AsyncClient:
         await self.close()
 
     async def get(self, key: rq.Bytesish, **options: Any) -> GetResult:
-        req = rq.range_request(key, **options)
+        req = self.namespace.range(rq.range_request(key, **options))
         r = await self._call(
             lambda ch: rpc_pb2_grpc.KVStub(ch).Range(req, timeout=self.timeout), True
         )
-        return rq.get_result(r)
+        return rq.get_result(self.namespace.range_response(r))
 
     async def put(self, key: rq.Bytesish, value: rq.Bytesish, **options: Any) -> PutResult:
-        req = rq.put_request(key, value, **options)
+        req = self.namespace.put(rq.put_request(key, value, **options))
         r = await self._call(
             lambda ch: rpc_pb2_grpc.KVStub(ch).Put(req, timeout=self.timeout), False
         )
-        return rq.put_result(r)
+        return rq.put_result(self.namespace.put_response(r))
 
     async def delete(self, key: rq.Bytesish, **options: Any) -> DeleteResult:
-        req = rq.delete_request(key, **options)
+        req = self.namespace.delete(rq.delete_request(key, **options))
         r = await self._call(
             lambda ch: rpc_pb2_grpc.KVStub(ch).DeleteRange(req, timeout=self.timeout), False
         )
-        return rq.delete_result(r)
+        return rq.delete_result(self.namespace.delete_response(r))
 
     def txn(self) -> rq.TxnBuilder[Awaitable[TxnResult]]:
         """``await client.txn().if_(...).then(...).else_(...).commit()``."""
 
         async def commit(req: rpc_pb2.TxnRequest) -> TxnResult:
+            req = self.namespace.txn(req)
             r = await self._call(
                 lambda ch: rpc_pb2_grpc.KVStub(ch).Txn(req, timeout=self.timeout), False
             )
-            return rq.txn_result(r)
+            return rq.txn_result(self.namespace.txn_response(r))
 
         return rq.TxnBuilder(commit)
 
@@ -343,7 +348,7 @@ class AsyncClient:
     ) -> AsyncIterator[list[Event]]:
         """Batches of events, as :meth:`Client.watch` (resumes after a broken
         stream; :class:`CompactedError` when the revision is gone)."""
-        k, end = rq.key_range(key, prefix, range_end)
+        k, end = self.namespace.watch(*rq.key_range(key, prefix, range_end))
         next_rev = start_revision
         relogged = False
         while True:
@@ -367,6 +372,7 @@ class AsyncClient:
                         relogged = True
                         await self._login(token)
                         break
+                    resp = self.namespace.watch_response(resp)
                     events, next_rev = rq.watch_step(resp, next_rev)
                     if resp.created:
                         relogged = False
@@ -543,7 +549,8 @@ class AsyncElection:
             return self._key
         lease = await self.client.lease_grant(self.ttl)
         keep = AsyncKeptLease(self.client, lease, None)
-        req = rq.campaign_request(self.name, lease.id, value)
+        ns = self.client.namespace
+        req = rq.campaign_request(ns.key(self.name), lease.id, value)
         try:
             r = await self.client._call(
                 lambda ch: v3election_pb2_grpc.ElectionStub(ch).Campaign(req, timeout=timeout),
@@ -554,7 +561,7 @@ class AsyncElection:
             with contextlib.suppress(EtcdError):
                 await self.client.lease_revoke(lease.id)
             raise
-        self._key, self._keep = rq.leader_key(r.leader), keep
+        self._key, self._keep = rq.leader_key(ns.strip_leader_key(r.leader)), keep
         return self._key
 
     async def proclaim(self, value: rq.Bytesish) -> None:
@@ -562,6 +569,7 @@ class AsyncElection:
         if self._key is None:
             raise NotLeaderError(grpc.StatusCode.FAILED_PRECONDITION, "election: not leader")
         req = rq.proclaim_request(self._key, value)
+        self.client.namespace.leader_key(req.leader)
         await self.client._call(
             lambda ch: v3election_pb2_grpc.ElectionStub(ch).Proclaim(
                 req, timeout=self.client.timeout
@@ -571,7 +579,8 @@ class AsyncElection:
 
     async def leader(self) -> KeyValue | None:
         """The current leader's key and value, or None when nobody leads."""
-        req = v3election_pb2.LeaderRequest(name=self.name)
+        ns = self.client.namespace
+        req = v3election_pb2.LeaderRequest(name=ns.key(self.name))
         try:
             r = await self.client._call(
                 lambda ch: v3election_pb2_grpc.ElectionStub(ch).Leader(
@@ -583,15 +592,16 @@ class AsyncElection:
             if e.message == rq.ERR_ELECTION_NO_LEADER:
                 return None
             raise
-        return rq.leader_value(r)
+        return rq.leader_value(ns.leader_response(r))
 
     async def observe(self) -> AsyncGenerator[KeyValue, None]:
         """As :meth:`Election.observe`."""
-        req = v3election_pb2.LeaderRequest(name=self.name)
+        ns = self.client.namespace
+        req = v3election_pb2.LeaderRequest(name=ns.key(self.name))
         call = v3election_pb2_grpc.ElectionStub(await self.client._channel()).Observe(req)
         try:
             async for r in call:
-                kv = rq.leader_value(r)
+                kv = rq.leader_value(ns.leader_response(r))
                 if kv is not None:
                     yield kv
         except grpc.aio.AioRpcError as e:
@@ -606,6 +616,7 @@ class AsyncElection:
             return
         self._key = self._keep = None
         req = rq.resign_request(key)
+        self.client.namespace.leader_key(req.leader)
         try:
             await self.client._call(
                 lambda ch: v3election_pb2_grpc.ElectionStub(ch).Resign(

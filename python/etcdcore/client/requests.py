@@ -63,7 +63,8 @@ def prefix_end(prefix: bytes) -> bytes:
 def key_range(key: Bytesish, prefix: bool, range_end: Bytesish | None) -> tuple[bytes, bytes]:
     k = to_bytes(key)
     if prefix:
-        return k, prefix_end(k)
+        # clientv3's WithPrefix: the empty prefix is every key, from "\0".
+        return (k, prefix_end(k)) if k else (b"\0", b"\0")
     return k, to_bytes(range_end) if range_end is not None else b""
 
 

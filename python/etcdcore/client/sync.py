@@ -19,6 +19,7 @@ from . import requests as rq
 from .connection import Connection, Next
 from .errors import EtcdError, LeaseLostError, LeaseNotFoundError, NotLeaderError, from_rpc_error
 from .keepalive import RETRY_INTERVAL, Renewals
+from .namespace import Namespace
 from .types import (
     Alarm,
     DeleteResult,
@@ -238,6 +239,7 @@ class Watch:
                         relogged = True
                         client._login(token)
                         break
+                    resp = client.namespace.watch_response(resp)
                     events, next_rev = rq.watch_step(resp, next_rev)
                     if resp.created:
                         relogged = False
@@ -279,6 +281,8 @@ class Client:
     on its first call and sends the token with every call, logging in again
     (once per call, and when a watch stream is refused) when the server says
     the token is no longer valid, as clientv3 does.
+    Namespace: ``namespace="/tenant-a/"`` puts every key under that prefix and
+    takes it off every key answered (see :mod:`.namespace`).
     """
 
     def __init__(
@@ -291,7 +295,9 @@ class Client:
         key: rq.PemSource | None = None,
         user: str | None = None,
         password: str | None = None,
+        namespace: bytes | str = b"",
     ):
+        self.namespace = Namespace(namespace)
         self._conn: Connection[grpc.Channel] = Connection(
             endpoints,
             timeout,
@@ -389,30 +395,31 @@ class Client:
     def get(self, key: rq.Bytesish, **options: Any) -> GetResult:
         """Range: one key, a prefix (``prefix=True``) or ``range_end``; see
         :func:`requests.range_request` for every option."""
-        req = rq.range_request(key, **options)
+        req = self.namespace.range(rq.range_request(key, **options))
         r = self._call(lambda ch: rpc_pb2_grpc.KVStub(ch).Range(req, timeout=self.timeout), True)
-        return rq.get_result(r)
+        return rq.get_result(self.namespace.range_response(r))
 
     def put(self, key: rq.Bytesish, value: rq.Bytesish, **options: Any) -> PutResult:
         """Put ``value`` at ``key`` (``lease=``, ``prev_kv=``)."""
-        req = rq.put_request(key, value, **options)
+        req = self.namespace.put(rq.put_request(key, value, **options))
         r = self._call(lambda ch: rpc_pb2_grpc.KVStub(ch).Put(req, timeout=self.timeout), False)
-        return rq.put_result(r)
+        return rq.put_result(self.namespace.put_response(r))
 
     def delete(self, key: rq.Bytesish, **options: Any) -> DeleteResult:
         """Delete a key, a prefix (``prefix=True``) or a range (``prev_kv=``)."""
-        req = rq.delete_request(key, **options)
+        req = self.namespace.delete(rq.delete_request(key, **options))
         r = self._call(
             lambda ch: rpc_pb2_grpc.KVStub(ch).DeleteRange(req, timeout=self.timeout), False
         )
-        return rq.delete_result(r)
+        return rq.delete_result(self.namespace.delete_response(r))
 
     def txn(self) -> rq.TxnBuilder[TxnResult]:
         """``client.txn().if_(...).then(...).else_(...).commit()``."""
 
         def commit(req: rpc_pb2.TxnRequest) -> TxnResult:
+            req = self.namespace.txn(req)
             r = self._call(lambda ch: rpc_pb2_grpc.KVStub(ch).Txn(req, timeout=self.timeout), False)
-            return rq.txn_result(r)
+            return rq.txn_result(self.namespace.txn_response(r))
 
         return rq.TxnBuilder(commit)
 
@@ -434,7 +441,7 @@ class Client:
         """Batches of events, forever: see :class:`Watch`. The watch exists when
         this returns (a write made after it is seen). Cancel it (from any
         thread), close it or break out of the loop to stop watching."""
-        k, end = rq.key_range(key, prefix, range_end)
+        k, end = self.namespace.watch(*rq.key_range(key, prefix, range_end))
         return Watch(self, k, end, start_revision, prev_kv)
 
     # -- leases --------------------------------------------------------------------
@@ -457,7 +464,7 @@ class Client:
         r = self._call(
             lambda ch: rpc_pb2_grpc.LeaseStub(ch).LeaseTimeToLive(req, timeout=self.timeout), True
         )
-        return LeaseInfo(r.ID, r.TTL, r.grantedTTL, list(r.keys))
+        return LeaseInfo(r.ID, r.TTL, r.grantedTTL, self.namespace.lease_keys(list(r.keys)))
 
     def lease_keep_alive_once(self, lease_id: int) -> int:
         """Renew once; returns the TTL (0 when the lease is gone)."""
@@ -506,12 +513,12 @@ class Client:
         releases it within ``ttl`` seconds; should this holder's lease be lost,
         ``on_lost`` is called and the block ends with :class:`LeaseLostError`."""
         with self.lease(ttl, on_lost) as lease:
-            req = v3lock_pb2.LockRequest(name=rq.to_bytes(name), lease=lease.id)
+            req = v3lock_pb2.LockRequest(name=self.namespace.key(rq.to_bytes(name)), lease=lease.id)
             r = self._call(
                 lambda ch: v3lock_pb2_grpc.LockStub(ch).Lock(req, timeout=timeout), False
             )
             try:
-                yield r.key
+                yield self.namespace.strip_key(r.key)
             finally:
                 unlock = v3lock_pb2.UnlockRequest(key=r.key)
                 with contextlib.suppress(EtcdError):
@@ -705,7 +712,8 @@ class Election:
             return self._key
         lease = self.client.lease_grant(self.ttl)
         keep = KeptLease(self.client, lease, self._on_lost)
-        req = rq.campaign_request(self.name, lease.id, value)
+        ns = self.client.namespace
+        req = rq.campaign_request(ns.key(self.name), lease.id, value)
         try:
             r = self.client._call(
                 lambda ch: v3election_pb2_grpc.ElectionStub(ch).Campaign(req, timeout=timeout),
@@ -716,7 +724,7 @@ class Election:
             with contextlib.suppress(EtcdError):
                 self.client.lease_revoke(lease.id)
             raise
-        self._key, self._keep = rq.leader_key(r.leader), keep
+        self._key, self._keep = rq.leader_key(ns.strip_leader_key(r.leader)), keep
         return self._key
 
     def proclaim(self, value: rq.Bytesish) -> None:
@@ -725,6 +733,7 @@ class Election:
         if self._key is None:
             raise NotLeaderError(grpc.StatusCode.FAILED_PRECONDITION, "election: not leader")
         req = rq.proclaim_request(self._key, value)
+        self.client.namespace.leader_key(req.leader)
         self.client._call(
             lambda ch: v3election_pb2_grpc.ElectionStub(ch).Proclaim(
                 req, timeout=self.client.timeout
@@ -734,7 +743,8 @@ class Election:
 
     def leader(self) -> KeyValue | None:
         """The current leader's key and value, or None when nobody leads."""
-        req = v3election_pb2.LeaderRequest(name=self.name)
+        ns = self.client.namespace
+        req = v3election_pb2.LeaderRequest(name=ns.key(self.name))
         try:
             r = self.client._call(
                 lambda ch: v3election_pb2_grpc.ElectionStub(ch).Leader(
@@ -746,19 +756,20 @@ class Election:
             if e.message == rq.ERR_ELECTION_NO_LEADER:
                 return None
             raise
-        return rq.leader_value(r)
+        return rq.leader_value(ns.leader_response(r))
 
     def observe(self) -> Generator[KeyValue, None, None]:
         """The leader's key-value now (once somebody leads), then each time
         the leader or its value changes, forever. Close the generator (or break
         out of the loop) to stop; a broken stream raises :class:`EtcdError`."""
-        req = v3election_pb2.LeaderRequest(name=self.name)
+        ns = self.client.namespace
+        req = v3election_pb2.LeaderRequest(name=ns.key(self.name))
         call = v3election_pb2_grpc.ElectionStub(self.client._channel()).Observe(req)
 
         def values() -> Generator[KeyValue, None, None]:
             try:
                 for r in call:
-                    kv = rq.leader_value(r)
+                    kv = rq.leader_value(ns.leader_response(r))
                     if kv is not None:
                         yield kv
             except grpc.RpcError as e:
@@ -776,6 +787,7 @@ class Election:
             return
         self._key = self._keep = None
         req = rq.resign_request(key)
+        self.client.namespace.leader_key(req.leader)
         try:
             self.client._call(
                 lambda ch: v3election_pb2_grpc.ElectionStub(ch).Resign(

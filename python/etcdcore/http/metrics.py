@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import resource
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -76,6 +76,8 @@ class ServerMetrics:
         #: (type, name) -> 1.0 ok / 0.0 failed, and (type, name, status) -> count.
         self.healthcheck: dict[tuple[str, str], float] = {}
         self.healthchecks: dict[tuple[str, str, str], int] = {}
+        #: The watch service's count of open watchers, once it is running.
+        self.watcher_count: Callable[[], int] | None = None
 
     # -- health check counters (etcdhttp's) ----------------------------------------
     def health_result(self, ok: bool) -> None:
@@ -192,6 +194,12 @@ class ServerMetrics:
             int(s["db_size_in_use"]),
         )
         yield gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", int(s["keys"]))
+        if self.watcher_count is not None:
+            yield gauge(
+                "etcd_debugging_mvcc_watcher_total",
+                "Total number of watchers.",
+                self.watcher_count(),
+            )
         yield gauge(
             "etcd_debugging_mvcc_current_revision",
             "The current revision of store.",

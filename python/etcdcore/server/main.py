@@ -202,6 +202,7 @@ async def serve(
         credentials,
         client_port_socket,
     )
+    http.metrics.watcher_count = core.watcher_count
     await http.start()
     announce = asyncio.ensure_future(_log_when_published(published, core, cfg))
     if on_ready is not None:
@@ -276,6 +277,11 @@ def log_ready(core: Core, cfg: ServerConfig) -> None:
 
 def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """Parse, start, serve, stop; returns the exit code."""
+    if argv and argv[0] == "grpc-proxy":
+        # etcd dispatches its proxy subcommand on the first argument alone.
+        from etcdcore.grpcproxy.main import run as run_grpc_proxy
+
+        return run_grpc_proxy(argv[1:])
     if argv and argv[0] == "gateway":
         from etcdcore.gateway import main as gateway_main
 

@@ -4,12 +4,13 @@
 
 mod authority;
 mod bridged;
+mod coalesced_writes;
 pub mod grpc_codec;
 mod grpc_frames;
 pub mod grpc_metrics;
 mod http_forward;
 pub mod kv;
-mod message_limit;
+pub(crate) mod message_limit;
 mod raw_codec;
 mod snapshot;
 pub(crate) mod validate;
@@ -37,6 +38,7 @@ use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::raft_node::NodeHandle;
 use authority::AuthorityFix;
 use bridged::Bridged;
+use coalesced_writes::CoalescedWrites;
 use grpc_metrics::Metered;
 use http_forward::HttpForwardLayer;
 pub use kv::Limits;
@@ -77,7 +79,7 @@ where
         }
     };
     if let Some(config) = tls {
-        let incoming = crate::tls::incoming(listener, config).map(|c| c.map(AuthorityFix::new));
+        let incoming = crate::tls::incoming(listener, config).map(|c| c.map(wrap_connection));
         return Ok(tokio::spawn(async move {
             if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
                 log::error!("{what} server stopped: {e}");
@@ -89,7 +91,7 @@ where
     // plus delayed ACKs costs small responses 40 ms.
     let incoming = TcpIncoming::from_listener(listener, true, None)
         .map_err(|e| std::io::Error::other(format!("listener: {e}")))?
-        .map(|c| c.map(AuthorityFix::new));
+        .map(|c| c.map(wrap_connection));
     Ok(tokio::spawn(async move {
         if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
             log::error!("{what} server stopped: {e}");
@@ -98,6 +100,11 @@ where
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What every accepted client connection goes through before hyper.
+fn wrap_connection<IO>(io: IO) -> CoalescedWrites<AuthorityFix<IO>> {
+    CoalescedWrites::new(AuthorityFix::new(io))
+}
 
 /// A bridged service, its calls counted for /metrics.
 fn metered_bridged<S: bridged::ServiceName>(
