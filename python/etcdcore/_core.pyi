@@ -135,6 +135,8 @@ class Core:
         """Finish a streaming call with a gRPC status (0 = OK)."""
 
     # -- state the services read ------------------------------------------------
+    def watcher_count(self) -> int:
+        """Watchers open on this member."""
     def header(self) -> tuple[int, int, int, int]:
         """(cluster_id, member_id, revision, raft_term) for a ResponseHeader."""
     def status(self) -> dict[str, int | str | bool]:

@@ -459,6 +459,11 @@ impl Member {
         })
     }
 
+    /// Watchers open on this member (etcd_debugging_mvcc_watcher_total).
+    pub fn watcher_count(&self) -> usize {
+        self.handle.as_ref().map_or(0, |h| h.watch.watcher_count())
+    }
+
     pub fn is_leader(&self) -> bool {
         self.handle
             .as_ref()

@@ -224,6 +224,10 @@ impl Core {
         self.bridge.stream_end(call_id, code, message)
     }
 
+    fn watcher_count(&self) -> usize {
+        self.with(|m| m.watcher_count())
+    }
+
     fn header(&self) -> (u64, u64, i64, u64) {
         self.with(|m| m.header())
     }
