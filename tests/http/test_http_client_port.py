@@ -11,6 +11,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -295,3 +296,27 @@ def test_client_port_answers_byte_for_byte_as_etcd(
 
 def _content_type(reply: Reply) -> str | None:
     return {k.lower(): v for k, v in reply.headers.items()}.get("content-type")
+
+
+def test_the_client_port_never_answers_unavailable_while_the_member_starts(
+    tmp_path: Path,
+) -> None:
+    """gRPC answers a moment before the HTTP side is up; a health check sent
+    as soon as the port accepts must get the member's answer, not a 503."""
+    m = Member(data_dir=tmp_path / "starting.etcd").start(wait=False)
+    try:
+        url = f"http://{m.endpoint}/version"
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline, "the client port never answered"
+            try:
+                with urllib.request.urlopen(url, timeout=TIMEOUT) as r:
+                    assert r.status == 200
+                    assert "etcdserver" in json.loads(r.read())
+                    break
+            except urllib.error.HTTPError as e:
+                pytest.fail(f"answered {e.code} while starting: {e.read()!r}")
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.005)
+    finally:
+        m.stop()

@@ -11,7 +11,8 @@
 
 The client application: the ``/v3/`` JSON gateway, ``/health``, ``/livez``,
 ``/readyz``, ``/version`` and ``/metrics``, with etcd's CORS headers
-(``--cors`` ``*``).
+(``--cors`` ``*``); with ``--enable-console``, the web console under
+``/console/`` (:mod:`.console`).
 
 ``https`` URLs use the client certificate (``--cert-file``/``--key-file``, or
 the auto-TLS one) and, with ``--client-cert-auth``, require client
@@ -29,6 +30,7 @@ import grpc
 from aiohttp import web
 
 from etcdcore._core import Core
+from etcdcore.http.console import Console
 from etcdcore.http.gateway import Gateway, Loopback, plain_error
 from etcdcore.http.health import Health
 from etcdcore.http.metrics import CONTENT_TYPE, ServerMetrics
@@ -95,6 +97,9 @@ class HttpServer:
             core, self.loopback, self.metrics, request_timeout(cfg.election_timeout)
         )
         self.gateway = Gateway(self.loopback)
+        self.console = (
+            Console(core, self.loopback, self.metrics, credentials) if cfg.enable_console else None
+        )
         self._runners: list[web.AppRunner] = []
 
     @property
@@ -114,6 +119,8 @@ class HttpServer:
             client_max_size=max(64 * 1024 * 1024, 4 * self.cfg.max_request_bytes),
         )
         self.gateway.add_routes(app)
+        if self.console is not None:
+            self.console.add_routes(app)
         self._common_routes(app)
         return app
 
@@ -177,6 +184,8 @@ class HttpServer:
         """Close the gateway's gRPC channel (ending its open streams), then the
         listeners."""
         await self.loopback.close()
+        if self.console is not None:
+            await self.console.close()
         runners, self._runners = self._runners, []
         for runner in runners:
             await runner.cleanup()

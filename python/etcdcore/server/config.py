@@ -141,6 +141,13 @@ FLAGS: tuple[Flag, ...] = (
         "--listen-client-urls).",
     ),
     _f("listen-metrics-urls", "", URLS, help="URLs for the metrics and health endpoints."),
+    _f(
+        "enable-console",
+        "false",
+        BOOL,
+        help="Serve the web console under /console/ on the client HTTP listeners "
+        "(etcdcore only; etcd has no such flag).",
+    ),
     _f("max-snapshots", "5", UINT, INFO),
     _f("max-wals", "5", UINT, INFO),
     _f("snapshot-count", str(DEFAULT_SNAPSHOT_COUNT), UINT, help="Entries between snapshots."),
@@ -395,6 +402,8 @@ class ServerConfig:
     backend_batch_limit: int = 0
     #: --experimental-watch-progress-notify-interval in seconds.
     watch_progress_notify_interval: float = DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL
+    #: --enable-console: the web console under /console/ (etcdcore.http.console).
+    enable_console: bool = False
 
     # -- parsing -----------------------------------------------------------------------
     @classmethod
@@ -615,6 +624,7 @@ class ServerConfig:
             max_txn_ops=_uint(get("max-txn-ops"), "max-txn-ops"),
             max_concurrent_streams=_uint32(get("max-concurrent-streams"), "max-concurrent-streams"),
             initial_corrupt_check=_truthy(get("experimental-initial-corrupt-check")),
+            enable_console=_truthy(get("enable-console")),
             backend_batch_interval=max(0.0, go_duration_seconds(get("backend-batch-interval"))),
             backend_batch_limit=max(0, parse_go_int(get("backend-batch-limit"), signed=True)),
             watch_progress_notify_interval=progress_interval,

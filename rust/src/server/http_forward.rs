@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -25,6 +26,7 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
+use tokio::time::Instant;
 use tokio_rustls::rustls::ServerConfig;
 use tonic::body::BoxBody;
 use tower::util::Either;
@@ -137,7 +139,7 @@ async fn forward(
 /// One request over a fresh connection to the HTTP application: gateway
 /// traffic is light, and a long watch would hold a pooled one anyway.
 async fn exchange(gateway: &PathBuf, req: Request<BoxBody>) -> Result<Response<BoxBody>, BoxError> {
-    let stream = UnixStream::connect(gateway).await?;
+    let stream = connect(gateway).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         // Ends with the response body (or when the client goes away and
@@ -150,6 +152,28 @@ async fn exchange(gateway: &PathBuf, req: Request<BoxBody>) -> Result<Response<B
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, tonic::body::boxed(body)))
+}
+
+/// How long a request waits for the HTTP application to listen: the member
+/// answers gRPC a moment before Python's HTTP side is up, and a client that
+/// saw gRPC answer (or a health check right after start) must not get a 503.
+const GATEWAY_START_WAIT: Duration = Duration::from_secs(10);
+
+async fn connect(gateway: &PathBuf) -> std::io::Result<UnixStream> {
+    let deadline = Instant::now() + GATEWAY_START_WAIT;
+    loop {
+        match UnixStream::connect(gateway).await {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// The request as HTTP/1.1 in origin form, keeping method, path, query,
