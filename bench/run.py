@@ -55,6 +55,8 @@ class Scenario:
     total: int = 100_000_000
     # Watch streams, for the "watch" op (ops/s is then events delivered/s).
     watchers: int = 0
+    # Puts per second over all clients (0: flat out).
+    rate: float = 0.0
     # The load generator: "loadgen" (Rust, tonic) or "goload" (Go clientv3).
     tool: str = "loadgen"
     # Puts write each key once (0, 1, 2, ...) instead of random keys.
@@ -69,12 +71,29 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("get-linearizable-16", "get-linearizable", 16, 4, "linearizable get (ReadIndex)"),
     Scenario("range-1000-16", "range", 16, 4, "linearizable range returning 1000 keys"),
     Scenario(
+        "watch-10-paced",
+        "watch",
+        4,
+        4,
+        "watch latency at a paced load: 10 watchers on one prefix, 500 puts/s",
+        watchers=10,
+        rate=500,
+    ),
+    Scenario(
         "watch-100x4",
         "watch",
         4,
         4,
         "watch fan-out: 100 watchers on one prefix, 4 writers; events delivered/s",
         watchers=100,
+    ),
+    Scenario(
+        "watch-1000x4",
+        "watch",
+        4,
+        4,
+        "watch fan-out: 1000 watchers on one prefix, 4 writers; events delivered/s",
+        watchers=1000,
     ),
     # etcd's own benchmark shape through Go's clientv3, as Kubernetes and most
     # production clients reach etcd: many clients over many connections.
@@ -96,6 +115,40 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Go clientv3: serializable gets, 1000 clients over 100 conns", tool="goload",
     ),
     Scenario("go-put-1", "put", 1, 1, "Go clientv3: puts, one client", tool="goload"),
+    # Watch fan-out through clientv3: each watcher on a stream of its own
+    # (over the 4 connections), 4 writers flat out; events delivered/s.
+    Scenario(
+        "go-watch-100x4", "watch", 4, 4,
+        "Go clientv3: 100 watchers on one prefix, 4 writers; events delivered/s",
+        tool="goload", watchers=100,
+    ),
+    Scenario(
+        "go-watch-1000x4", "watch", 4, 4,
+        "Go clientv3: 1000 watchers on one prefix, 4 writers; events delivered/s",
+        tool="goload", watchers=1000,
+    ),
+    # Writers that outrun delivery: events/s is then what the server can
+    # deliver, not what 4 writers can write.
+    Scenario(
+        "watch-100x64", "watch", 64, 4,
+        "watch fan-out: 100 watchers on one prefix, 64 writers; events delivered/s",
+        watchers=100,
+    ),
+    Scenario(
+        "watch-1000x64", "watch", 64, 4,
+        "watch fan-out: 1000 watchers on one prefix, 64 writers; events delivered/s",
+        watchers=1000,
+    ),
+    Scenario(
+        "go-watch-100x64", "watch", 64, 4,
+        "Go clientv3: 100 watchers on one prefix, 64 writers; events delivered/s",
+        tool="goload", watchers=100,
+    ),
+    Scenario(
+        "go-watch-1000x64", "watch", 64, 4,
+        "Go clientv3: 1000 watchers on one prefix, 64 writers; events delivered/s",
+        tool="goload", watchers=1000,
+    ),
 )  # fmt: skip
 
 
@@ -342,9 +395,10 @@ def run_loadgen(
         "--value-size", str(args.value_size),
         "--key-space", str(args.key_space),
         "--range-keys", str(args.range_keys),
+        "--watchers", str(sc.watchers),
     ]  # fmt: skip
     if sc.tool == "loadgen":
-        cmd += ["--watchers", str(sc.watchers)]
+        cmd += ["--rate", str(sc.rate)]
     if sc.sequential:
         cmd.append("--sequential")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)

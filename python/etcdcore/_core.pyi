@@ -71,6 +71,7 @@ class CoreConfig:
         backend_batch_interval_ms: int = 0,
         backend_batch_limit: int = 0,
         lease_checkpoint_interval_ms: int = 0,
+        watch_progress_notify_interval_ms: int = 600_000,
     ) -> None: ...
     # lease_checkpoint_interval_ms: how often the leader checkpoints remaining
     # lease TTLs (--experimental-enable-lease-checkpoint); 0: never.
@@ -96,7 +97,6 @@ class JwtTokens:
 #   ("msg", call_id, message_bytes)            a client message on that stream
 #   ("halfclose", call_id)                     the client ended its request stream
 #   ("close", call_id)                         the client went away (or the call ended)
-#   ("events", revision, event_batch_bytes)    an applied batch (etcdcore.EventBatch)
 #   ("removed",)                               this member was removed from the cluster
 #   ("published",)                             this member's name and client URLs are committed
 BridgeItem = (
@@ -105,7 +105,6 @@ BridgeItem = (
     | tuple[Literal["msg"], int, bytes]
     | tuple[Literal["halfclose"], int]
     | tuple[Literal["close"], int]
-    | tuple[Literal["events"], int, bytes]
     | tuple[Literal["removed"]]
     | tuple[Literal["published"]]
     | tuple[Literal["failed"], str]
@@ -136,11 +135,10 @@ class Core:
         call ids whose client is gone."""
     def stream_end(self, call_id: int, code: int, message: str) -> None:
         """Finish a streaming call with a gRPC status (0 = OK)."""
-    def set_event_feed(self, on: bool) -> None:
-        """Ask for ("events", ...) items (off until asked: nobody is watching).
-        Turn it on *before* reading the revision a new watcher starts after."""
 
     # -- state the services read ------------------------------------------------
+    def watcher_count(self) -> int:
+        """Watchers open on this member."""
     def header(self) -> tuple[int, int, int, int]:
         """(cluster_id, member_id, revision, raft_term) for a ResponseHeader."""
     def status(self) -> dict[str, int | str | bool]:
@@ -157,9 +155,6 @@ class Core:
     def members(self) -> list[tuple[int, str, list[str], list[str], bool]]:
         """(id, name, peer_urls, client_urls, is_learner) per member, as replicated.
         A member's name and client URLs are empty until it has published them."""
-    def events_since(self, key: bytes, range_end: bytes, start_revision: int, limit: int) -> bytes:
-        """Encoded etcdcore.EventBatch of the events at revisions >= start_revision
-        (never splitting a revision). CoreError(11, compacted message) when compacted."""
     def hash_kv(self, revision: int) -> tuple[int, int, int]:
         """(hash, compact_revision, hash_revision)."""
     def defragment(self) -> tuple[int, int]:

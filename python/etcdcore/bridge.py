@@ -7,8 +7,7 @@ routes them to the registered services:
 
 - unary calls go to an ``async def handler(request: bytes) -> bytes``;
 - streaming calls get a :class:`Stream` and run as one task each;
-- applied event batches and this member's life events (published, removed,
-  failed) go to their listeners.
+- this member's life events (published, removed, failed) go to their listeners.
 
 A handler signals an etcd error by raising :class:`EtcdError` (or the core's
 ``CoreError``); anything else becomes ``Unknown`` with the exception text, and
@@ -31,7 +30,6 @@ log = logging.getLogger("etcdcore.bridge")
 
 UnaryHandler = Callable[[bytes], Awaitable[bytes]]
 StreamHandler = Callable[["Stream"], Awaitable[None]]
-EventsListener = Callable[[int, bytes], None]
 RemovedListener = Callable[[], None]
 PublishedListener = Callable[[], None]
 FailedListener = Callable[[str], None]
@@ -142,7 +140,6 @@ class Bridge:
         self._unary: dict[str, UnaryHandler] = {}
         self._streaming: dict[str, StreamHandler] = {}
         self._streams: dict[int, Stream] = {}
-        self._events: list[EventsListener] = []
         self._removed: list[RemovedListener] = []
         self._published: list[PublishedListener] = []
         self._failed: list[FailedListener] = []
@@ -160,9 +157,6 @@ class Bridge:
         """Serve a streaming ``method``: ``handler(stream)`` runs once per call."""
         self._streaming[method] = handler
 
-    def on_events(self, listener: EventsListener) -> None:
-        """Call ``listener(revision, event_batch_bytes)`` after every applied batch."""
-        self._events.append(listener)
 
     def on_removed(self, listener: RemovedListener) -> None:
         """Call ``listener()`` once this member has been removed from the cluster."""
@@ -235,9 +229,6 @@ class Bridge:
                 stream = self._streams.get(item[1])
                 if stream is not None:
                     stream._leave()
-            elif kind == "events":
-                for listener in self._events:
-                    listener(item[1], item[2])
             elif kind == "removed":
                 for on_removed in self._removed:
                     on_removed()

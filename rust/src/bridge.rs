@@ -1,9 +1,9 @@
 //! The Rust end of the Rust<->Python bridge.
 //!
-//! gRPC calls for services written in Python, applied event batches and the
-//! member's life events become [`Item`]s in one queue. The first item put into an
-//! empty queue writes one byte to a socket pair whose read end Python's asyncio
-//! loop watches; Python then drains the whole queue in one crossing. Python's
+//! gRPC calls for services written in Python and the member's life events
+//! become [`Item`]s in one queue. The first item put into an empty queue writes
+//! one byte to a socket pair whose read end Python's asyncio loop watches;
+//! Python then drains the whole queue in one crossing. Python's
 //! answers come back through [`Bridge::respond`], [`Bridge::stream_send_many`] and
 //! [`Bridge::stream_end`], which never block.
 
@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -41,10 +41,6 @@ pub enum Item {
     Close {
         call_id: u64,
     },
-    Events {
-        revision: i64,
-        batch: Vec<u8>,
-    },
     /// This member was removed from the cluster and has stopped serving.
     Removed,
     /// This member's name and client URLs were committed and applied (etcd's
@@ -63,8 +59,6 @@ pub type StreamSender = mpsc::UnboundedSender<Result<Bytes, Status>>;
 struct Queue {
     items: VecDeque<Item>,
     signalled: bool,
-    /// Event batches among `items`: how far the watch hub is behind.
-    event_batches: usize,
 }
 
 pub struct Bridge {
@@ -72,7 +66,6 @@ pub struct Bridge {
     wake_tx: UnixStream,
     wake_rx: UnixStream,
     next_call: AtomicU64,
-    event_feed: AtomicBool,
     unary: Mutex<HashMap<u64, oneshot::Sender<Result<Bytes, Status>>>>,
     streams: Mutex<HashMap<u64, StreamSender>>,
 }
@@ -87,7 +80,6 @@ impl Bridge {
             wake_tx,
             wake_rx,
             next_call: AtomicU64::new(1),
-            event_feed: AtomicBool::new(false),
             unary: Mutex::default(),
             streams: Mutex::default(),
         })
@@ -101,9 +93,6 @@ impl Bridge {
     pub fn push(&self, item: Item) {
         let wake = {
             let mut q = self.queue.lock().expect("bridge queue poisoned");
-            if matches!(item, Item::Events { .. }) {
-                q.event_batches += 1;
-            }
             q.items.push_back(item);
             !std::mem::replace(&mut q.signalled, true)
         };
@@ -113,32 +102,11 @@ impl Bridge {
         }
     }
 
-    /// Whether Python wants applied events (it has watch streams open).
-    /// With nobody watching, the Raft loop neither encodes nor sends them.
-    pub fn event_feed(&self) -> bool {
-        self.event_feed.load(Ordering::SeqCst)
-    }
-
-    /// Python turns the event feed on before it reads the revision a new
-    /// watcher starts after, so no event it needs can be skipped.
-    pub fn set_event_feed(&self, on: bool) {
-        self.event_feed.store(on, Ordering::SeqCst);
-    }
-
     /// Everything waiting; the next push wakes Python again.
     pub fn drain(&self) -> Vec<Item> {
         let mut q = self.queue.lock().expect("bridge queue poisoned");
         q.signalled = false;
-        q.event_batches = 0;
         q.items.drain(..).collect()
-    }
-
-    /// Event batches handed over but not yet taken by Python.
-    pub fn pending_event_batches(&self) -> usize {
-        self.queue
-            .lock()
-            .expect("bridge queue poisoned")
-            .event_batches
     }
 
     fn new_call_id(&self) -> u64 {
@@ -193,7 +161,7 @@ impl Bridge {
     }
 
     /// Sends many stream messages under one lock; returns the calls whose
-    /// client is gone. The watch hub flushes a whole fan-out this way.
+    /// client is gone.
     pub fn stream_send_many(&self, items: Vec<(u64, Vec<u8>)>) -> Vec<u64> {
         let streams = self.streams.lock().expect("bridge poisoned");
         let mut gone = Vec::new();

@@ -38,3 +38,4 @@ pub mod tls;
 pub mod tls_verify;
 pub mod transport;
 pub mod wal;
+pub mod watch;

@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost::Message;
 use tokio::sync::watch;
 use tonic::Status;
 
@@ -19,14 +18,13 @@ use crate::membership::Change;
 use crate::metrics::Metrics;
 use crate::pb::etcdserverpb::{AlarmMember, AlarmRequest, CompactionRequest};
 use crate::pb::internal::internal_request::Request;
-use crate::pb::internal::{
-    AuthAdminRequest, EventBatch, MemberAttributes, MemberRecord, MemberUpdate,
-};
+use crate::pb::internal::{AuthAdminRequest, MemberAttributes, MemberRecord, MemberUpdate};
 use crate::raft_node::{Bootstrap, Node, NodeConfig, NodeHandle};
 use crate::server::{self, Limits};
 use crate::state_machine::Outcome;
 use crate::tls::{self, TlsSettings};
 use crate::transport::{self, Transport};
+use crate::watch::WatchSettings;
 
 /// etcd's defaults for --backend-batch-interval and --backend-batch-limit.
 const DEFAULT_BACKEND_BATCH_INTERVAL: Duration = Duration::from_millis(100);
@@ -72,6 +70,8 @@ pub struct MemberConfig {
     /// How often the leader checkpoints remaining lease TTLs; None without
     /// --experimental-enable-lease-checkpoint.
     pub lease_checkpoint_interval: Option<Duration>,
+    /// --experimental-watch-progress-notify-interval (zero: none).
+    pub watch_progress_notify_interval: Duration,
 }
 
 /// The numbers Maintenance.Status reports.
@@ -252,6 +252,11 @@ impl Member {
                 },
                 metrics: self.metrics.clone(),
                 lease_checkpoint_interval: self.cfg.lease_checkpoint_interval,
+                watch: WatchSettings {
+                    max_response_bytes: self.cfg.max_request_bytes + server::GRPC_OVERHEAD_BYTES,
+                    progress_interval: self.cfg.watch_progress_notify_interval,
+                    ..WatchSettings::default()
+                },
             },
             self.bridge.clone(),
             Some(transport.clone()),
@@ -361,12 +366,10 @@ impl Member {
     /// Stops accepting calls, lets in-flight ones finish, then stops Raft
     /// (which fsyncs) and fails anything still waiting on Python.
     pub fn stop(&mut self) {
-        // Python stops draining the bridge now; a raft loop waiting for it to
-        // catch up on events must not wait forever.
-        self.bridge.set_event_feed(false);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(true);
         }
+        let watch = self.handle.as_ref().map(|h| h.watch.clone());
         if let Some(rt) = self.runtime.take() {
             // Peers' streams into this member would hold a graceful stop of
             // the peer listener open until the timeout below; Raft needs
@@ -376,6 +379,15 @@ impl Member {
             }
             let tasks = std::mem::take(&mut self.tasks);
             rt.block_on(async {
+                // Watch streams never end by themselves. Once the listeners
+                // had a moment to say GOAWAY (so a client cannot open a new
+                // call here), they are ended with "server stopped"
+                // (Unavailable), which clients retry, elsewhere or once the
+                // member is back.
+                if let Some(w) = watch {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    w.stop();
+                }
                 for t in tasks {
                     let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
                 }
@@ -447,6 +459,11 @@ impl Member {
             is_learner: sm.membership.get(self.id()).is_some_and(|m| m.is_learner),
             leader_changes: h.shared.leader_changes.load(Ordering::Acquire),
         })
+    }
+
+    /// Watchers open on this member (etcd_debugging_mvcc_watcher_total).
+    pub fn watcher_count(&self) -> usize {
+        self.handle.as_ref().map_or(0, |h| h.watch.watcher_count())
     }
 
     pub fn is_leader(&self) -> bool {
@@ -532,27 +549,6 @@ impl Member {
             .as_ref()
             .map(|h| h.shared.leader_changes.load(Ordering::Acquire))
             .unwrap_or_default()
-    }
-
-    pub fn events_since(
-        &self,
-        key: &[u8],
-        range_end: &[u8],
-        start: i64,
-        limit: usize,
-    ) -> Result<Vec<u8>, Status> {
-        let h = self.node()?;
-        h.shared.check_running()?;
-        let sm = h.shared.sm.read().expect("state poisoned");
-        let rtx = sm.read().map_err(backend_status)?;
-        let events = sm
-            .store
-            .events_since(rtx.key_bucket(), key, range_end, start, limit)?;
-        Ok(EventBatch {
-            revision: sm.store.current_revision(),
-            events,
-        }
-        .encode_to_vec())
     }
 
     /// HashKV: the index says what a compaction keeps (under the state's

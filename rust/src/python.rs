@@ -44,7 +44,7 @@ impl CoreConfig {
         max_txn_ops, quota_backend_bytes, heartbeat_ms, election_ms, client_tls=None, peer_tls=None,
         jwt=None, max_concurrent_streams=u32::MAX,
         client_http_gateway=None, backend_batch_interval_ms=0, backend_batch_limit=0,
-        lease_checkpoint_interval_ms=0))]
+        lease_checkpoint_interval_ms=0, watch_progress_notify_interval_ms=600_000))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
@@ -70,6 +70,7 @@ impl CoreConfig {
         backend_batch_interval_ms: u64,
         backend_batch_limit: u64,
         lease_checkpoint_interval_ms: u64,
+        watch_progress_notify_interval_ms: u64,
     ) -> CoreConfig {
         CoreConfig {
             inner: MemberConfig {
@@ -97,6 +98,9 @@ impl CoreConfig {
                 client_http_gateway,
                 lease_checkpoint_interval: (lease_checkpoint_interval_ms > 0)
                     .then(|| Duration::from_millis(lease_checkpoint_interval_ms)),
+                watch_progress_notify_interval: Duration::from_millis(
+                    watch_progress_notify_interval_ms,
+                ),
             },
         }
     }
@@ -199,9 +203,6 @@ impl Core {
                     .into_any(),
                 Item::HalfClose { call_id } => ("halfclose", call_id).into_pyobject(py)?.into_any(),
                 Item::Close { call_id } => ("close", call_id).into_pyobject(py)?.into_any(),
-                Item::Events { revision, batch } => ("events", revision, PyBytes::new(py, &batch))
-                    .into_pyobject(py)?
-                    .into_any(),
                 Item::Removed => ("removed",).into_pyobject(py)?.into_any(),
                 Item::Published => ("published",).into_pyobject(py)?.into_any(),
                 Item::Failed { reason } => ("failed", reason).into_pyobject(py)?.into_any(),
@@ -223,8 +224,8 @@ impl Core {
         self.bridge.stream_end(call_id, code, message)
     }
 
-    fn set_event_feed(&self, on: bool) {
-        self.bridge.set_event_feed(on)
+    fn watcher_count(&self) -> usize {
+        self.with(|m| m.watcher_count())
     }
 
     fn header(&self) -> (u64, u64, i64, u64) {
@@ -282,20 +283,6 @@ impl Core {
                 .map(|m| (m.id, m.name, m.peer_urls, m.client_urls, m.is_learner))
                 .collect()
         })
-    }
-
-    fn events_since<'py>(
-        &self,
-        py: Python<'py>,
-        key: &[u8],
-        range_end: &[u8],
-        start_revision: i64,
-        limit: usize,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        let b = self
-            .with(|m| m.events_since(key, range_end, start_revision, limit))
-            .map_err(core_err)?;
-        Ok(PyBytes::new(py, &b))
     }
 
     fn hash_kv(&self, revision: i64) -> PyResult<(u32, i64, i64)> {

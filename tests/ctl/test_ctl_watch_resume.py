@@ -71,15 +71,7 @@ def start(tmp_path: Path, server: str, auth: bool) -> tuple[Member, list[str]]:
         ("etcdcorectl", "etcd"),
         # The reference: etcdctl's watch outlives a restart of etcd.
         ("etcdctl", "etcd"),
-        pytest.param(
-            "etcdctl",
-            "etcdcore",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="etcdcore's shutdown sends GOAWAY then drops open streams, which "
-                "grpc-go reports as Unknown (not retried): etcdctl's watch ends",
-            ),
-        ),
+        ("etcdctl", "etcdcore"),
     ],
 )
 def test_watch_outlives_a_restart_of_its_member(

@@ -397,6 +397,24 @@ def test_initial_corrupt_check_is_a_setting_not_a_warning() -> None:
     assert c.initial_corrupt_check and c.notices == []
 
 
+@pytest.mark.parametrize(
+    ("value", "ms", "adjusted"),
+    [
+        ("10m0s", 600_000, False),
+        ("250ms", 250, False),
+        ("0s", 600_000, False),  # etcd keeps its default
+        ("-5s", 600_000, False),
+        ("10ms", 100, True),  # etcd's minimum
+    ],
+)
+def test_watch_progress_notify_interval_is_a_setting(value: str, ms: int, adjusted: bool) -> None:
+    c = parse(f"--experimental-watch-progress-notify-interval={value}")
+    assert c.watch_progress_notify_interval_ms() == ms
+    assert "experimental-watch-progress-notify-interval" not in c.ignored
+    want = ["adjusting watch progress notify interval to minimum period"] if adjusted else []
+    assert messages(c) == want
+
+
 def test_crl_files_belong_to_their_side() -> None:
     c = parse("--client-crl-file=/c.crl", "--peer-crl-file=/p.crl")
     assert (c.client_tls.crl_file, c.peer_tls.crl_file) == ("/c.crl", "/p.crl")

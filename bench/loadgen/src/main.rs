@@ -54,6 +54,10 @@ enum Op {
     /// `--leases` leases granted (with a key each), kept alive over
     /// `--clients` streams, then revoked: three results, one per phase.
     Lease,
+    /// Idle watchers: `--watchers` watchers, each on a key of its own, over
+    /// `--streams` streams; prints once all are created, then holds them
+    /// open for `--duration-secs` (for measuring the server's memory).
+    WatchHold,
 }
 
 impl Op {
@@ -65,6 +69,7 @@ impl Op {
             Op::Range => "range",
             Op::Watch => "watch",
             Op::Lease => "lease",
+            Op::WatchHold => "watch-hold",
         }
     }
 }
@@ -102,7 +107,8 @@ struct Args {
     /// Keys written before a `range` run and returned by each Range.
     #[arg(long, default_value_t = 1000)]
     range_keys: u64,
-    /// Watchers for `--op watch` (spread over the connections).
+    /// Watchers for `--op watch` (spread over the connections) and
+    /// `--op watch-hold`.
     #[arg(long, default_value_t = 100)]
     watchers: usize,
     /// Watchers per watch stream (etcd benchmark's --watch-per-stream).
@@ -114,6 +120,9 @@ struct Args {
     /// Where the watchers connect (a proxy), when not `--endpoint`.
     #[arg(long)]
     watch_endpoint: Option<String>,
+    /// Streams the watchers of `--op watch-hold` are spread over.
+    #[arg(long, default_value_t = 100)]
+    streams: usize,
     /// HTTP/2 connections the watch streams are spread over.
     #[arg(long, default_value_t = 0)]
     watch_conns: usize,
@@ -186,7 +195,7 @@ async fn connect(endpoint: &str, timeout: Duration) -> Result<Channel, tonic::tr
 /// read benchmark over missing data would measure the wrong thing.
 async fn populate(args: &Args, chans: &[Channel], value: &[u8]) -> Result<(), String> {
     match args.op {
-        Op::Put | Op::Watch | Op::Lease => Ok(()),
+        Op::Put | Op::Watch | Op::Lease | Op::WatchHold => Ok(()),
         Op::GetSerializable | Op::GetLinearizable => {
             let mut kv = KvClient::new(chans[0].clone());
             kv.put(PutRequest {
@@ -261,7 +270,9 @@ async fn run_client(
     let mut first_error = None;
     let mut last_done = start;
     let range_end = prefix_end(RANGE_PREFIX.as_bytes());
-    let mut next_send = Instant::now();
+    // Paced clients start spread over one interval, so they do not send together.
+    let mut next_send =
+        Instant::now() + pace.map_or(Duration::ZERO, |p| p.mul_f64((id % 997) as f64 / 997.0));
     loop {
         if let Some(p) = pace {
             tokio::time::sleep_until(next_send.into()).await;
@@ -306,6 +317,7 @@ async fn run_client(
                 })
                 .await
                 .map(|_| ()),
+            Op::WatchHold => unreachable!("watch-hold runs no clients"),
             Op::Watch => {
                 // The value carries the send time so watchers can time delivery.
                 let mut v = value.as_ref().clone();
@@ -440,6 +452,99 @@ async fn run_watcher(
     Ok(WatchResult { hist, events, last })
 }
 
+/// `--op watch-hold`: creates the watchers, says so, and keeps them.
+async fn hold_watchers(args: &Args, chans: &[Channel]) {
+    let streams = args.streams.clamp(1, args.watchers.max(1));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let (created_tx, mut created_rx) = tokio::sync::mpsc::channel::<Result<(), String>>(streams);
+    for s in 0..streams {
+        let chan = chans[s % chans.len()].clone();
+        let keys: Vec<usize> = (s..args.watchers).step_by(streams).collect();
+        let created_tx = created_tx.clone();
+        let hold = Duration::from_secs_f64(args.duration_secs.max(0.0)) + Duration::from_secs(3600);
+        tasks.push(tokio::spawn(async move {
+            // Every create is queued before the call starts: grpc-go sends
+            // the response headers the call waits for only with its first
+            // answer.
+            let (tx, rx) = tokio::sync::mpsc::channel(keys.len().max(1));
+            for k in &keys {
+                let req = WatchRequest {
+                    request_union: Some(watch_request::RequestUnion::CreateRequest(
+                        WatchCreateRequest {
+                            key: format!("bench/hold/{k:08}").into_bytes(),
+                            ..Default::default()
+                        },
+                    )),
+                };
+                if tx.send(req).await.is_err() {
+                    break;
+                }
+            }
+            let mut client = WatchClient::new(chan);
+            let mut inbound = match client
+                .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+            {
+                Ok(r) => r.into_inner(),
+                Err(e) => {
+                    let _ = created_tx.send(Err(e.to_string())).await;
+                    return;
+                }
+            };
+            let mut created = 0;
+            while created < keys.len() {
+                match inbound.message().await {
+                    Ok(Some(m)) if m.created => created += 1,
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = created_tx.send(Err(e.to_string())).await;
+                        return;
+                    }
+                }
+            }
+            let _ = created_tx.send(Ok(())).await;
+            // Hold the stream (and so its watchers) until the process ends.
+            let _ = tokio::time::timeout(hold, async {
+                while let Ok(Some(_)) = inbound.message().await {}
+            })
+            .await;
+            drop(tx);
+        }));
+    }
+    drop(created_tx);
+    let mut errors = 0u64;
+    let mut first_error = None;
+    for _ in 0..streams {
+        match created_rx.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                errors += 1;
+                first_error.get_or_insert(e);
+            }
+            None => break,
+        }
+    }
+    let mut out = serde_json::json!({
+        "op": "watch-hold",
+        "watchers": args.watchers,
+        "streams": streams,
+        "errors": errors,
+        "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+    });
+    if let Some(e) = first_error {
+        out["first_error"] = serde_json::Value::String(e);
+    }
+    println!("{out}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    tokio::time::sleep(Duration::from_secs_f64(args.duration_secs.max(0.0))).await;
+    for t in tasks {
+        t.abort();
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -467,6 +572,10 @@ async fn main() {
         std::process::exit(3);
     }
 
+    if args.op == Op::WatchHold {
+        hold_watchers(&args, &chans).await;
+        return;
+    }
     let issued = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let watch_done = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -41,6 +41,9 @@ DEFAULT_SNAPSHOT_COUNT = 100_000
 #: etcd's default and maximum backend quotas.
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024
 MAX_QUOTA_BYTES = 8 * 1024 * 1024 * 1024
+#: etcd's watch progress notification interval, and the shortest it accepts (s).
+DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL = 600.0
+MIN_WATCH_PROGRESS_NOTIFY_INTERVAL = 0.1
 #: etcd refuses election timeouts above this.
 MAX_ELECTION_MS = 50_000
 MAX_UINT32 = 2**32 - 1  # Go's math.MaxUint32: etcd's "no limit" for --max-concurrent-streams
@@ -284,7 +287,12 @@ FLAGS: tuple[Flag, ...] = (
         "fixes it at 5m).",
     ),
     _f("experimental-compaction-batch-limit", "1000", INT, WARN),
-    _f("experimental-watch-progress-notify-interval", "10m0s", DURATION, WARN),
+    _f(
+        "experimental-watch-progress-notify-interval",
+        "10m0s",
+        DURATION,
+        help="Duration of periodic watch progress notifications.",
+    ),
     _f("experimental-downgrade-check-time", "5s", DURATION, WARN),
     _f("experimental-warning-apply-duration", "100ms", DURATION, WARN),
     _f("experimental-memory-mlock", "false", BOOL, WARN),
@@ -408,6 +416,8 @@ class ServerConfig:
     #: --experimental-enable-lease-checkpoint, and how often (seconds).
     lease_checkpoint: bool = False
     lease_checkpoint_interval: float = 300.0
+    #: --experimental-watch-progress-notify-interval in seconds.
+    watch_progress_notify_interval: float = DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL
     #: --enable-console: the web console under /console/ (etcdcore.http.console).
     enable_console: bool = False
 
@@ -559,6 +569,19 @@ class ServerConfig:
                     {"quota-size-bytes": quota, "quota-maximum-size-bytes": MAX_QUOTA_BYTES},
                 )
             )
+        progress_interval = go_duration_seconds(get("experimental-watch-progress-notify-interval"))
+        if progress_interval <= 0:
+            # etcd keeps its default for a zero or negative interval.
+            progress_interval = DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL
+        elif progress_interval < MIN_WATCH_PROGRESS_NOTIFY_INTERVAL:
+            notices.append(
+                Notice(
+                    "warn",
+                    "adjusting watch progress notify interval to minimum period",
+                    {"min-watch-progress-interval": "100ms"},
+                )
+            )
+            progress_interval = MIN_WATCH_PROGRESS_NOTIFY_INTERVAL
         client_tls = TlsFiles(
             cert_file=get("cert-file"),
             key_file=get("key-file"),
@@ -624,6 +647,7 @@ class ServerConfig:
             lease_checkpoint_interval=lease_checkpoint_interval(
                 get("experimental-lease-checkpoint-interval")
             ),
+            watch_progress_notify_interval=progress_interval,
             auto_compaction_mode=mode,
             auto_compaction_retention=retention,
             log_level=log_level,
@@ -665,6 +689,9 @@ class ServerConfig:
         if not self.lease_checkpoint:
             return 0
         return max(1, round(self.lease_checkpoint_interval * 1000))
+    def watch_progress_notify_interval_ms(self) -> int:
+        """--experimental-watch-progress-notify-interval in whole milliseconds."""
+        return round(self.watch_progress_notify_interval * 1000)
 
     def effective_quota_bytes(self) -> int:
         """The backend quota in bytes: etcd's default for 0, unlimited for negative."""

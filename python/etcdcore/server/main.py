@@ -43,7 +43,6 @@ from etcdcore.services.leader_client import LeaderClient
 from etcdcore.services.lock import LockService
 from etcdcore.services.loopback import LoopbackKV
 from etcdcore.services.maintenance import MaintenanceService
-from etcdcore.services.watch_hub import GRPC_OVERHEAD_BYTES, WatchHub
 
 log = logging.getLogger("etcdcore.server")
 
@@ -93,6 +92,7 @@ def core_config(
         quota_backend_bytes=cfg.effective_quota_bytes(),
         backend_batch_interval_ms=cfg.backend_batch_interval_ms(),
         backend_batch_limit=cfg.backend_batch_limit,
+        watch_progress_notify_interval_ms=cfg.watch_progress_notify_interval_ms(),
         heartbeat_ms=cfg.heartbeat_interval,
         election_ms=cfg.election_timeout,
         client_tls=core_tls(cfg.client_tls, cfg) if cfg.client_tls_enabled() else None,
@@ -142,8 +142,6 @@ async def serve(
     loop = asyncio.get_running_loop()
     handle_signals = stop is None
     bridge = Bridge(core)
-    watch_hub = WatchHub(core, max_response_bytes=cfg.max_request_bytes + GRPC_OVERHEAD_BYTES)
-    watch_hub.register(bridge)
     credentials = client_credentials(cfg.client_tls) if cfg.client_tls_enabled() else None
     leader = LeaderClient(core, credentials)
     MaintenanceService(core).register(bridge)
@@ -201,7 +199,7 @@ async def serve(
         credentials,
         client_port_socket,
     )
-    http.metrics.watcher_count = watch_hub.watcher_count
+    http.metrics.watcher_count = core.watcher_count
     await http.start()
     announce = asyncio.ensure_future(_log_when_published(published, core, cfg))
     if on_ready is not None:

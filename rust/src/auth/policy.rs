@@ -21,7 +21,7 @@ use crate::errors::{self, auth as err};
 use crate::pb::etcdserverpb::request_op::Request as Op;
 use crate::pb::etcdserverpb::{
     AlarmRequest, AuthRoleGetRequest, AuthUserGetRequest, DeleteRangeRequest, PutRequest,
-    RangeRequest, TxnRequest, WatchRequest,
+    RangeRequest, TxnRequest, WatchCreateRequest,
 };
 use crate::raft_node::Shared;
 
@@ -206,22 +206,20 @@ pub fn check_bridged(s: &AuthStore, c: &Caller, method: &str, body: &[u8]) -> Re
     }
 }
 
-/// Checks one message on a bridged Watch stream; a refused create request
-/// gets the cancellation etcd sends instead of being forwarded.
-pub fn check_watch_message(s: &AuthStore, c: &Caller, body: &[u8]) -> Result<(), Status> {
+/// Checks a watch create request: read permission on its range. A refused
+/// create is answered with the cancellation etcd sends, not an error.
+pub fn check_watch_create(
+    s: &AuthStore,
+    c: &Caller,
+    create: &WatchCreateRequest,
+) -> Result<(), Status> {
     if matches!(c, Caller::Anyone) {
         return Ok(());
     }
-    let r: WatchRequest = decode(body)?;
-    if let Some(crate::pb::etcdserverpb::watch_request::RequestUnion::CreateRequest(create)) =
-        r.request_union
-    {
-        // etcd's cancel reasons: an old token revision keeps its own.
-        s.check(c, Access::Read, &create.key, &create.range_end)
-            .map_err(|e| match e.message() {
-                errors::AUTH_OLD_REVISION => e,
-                _ => err(errors::PERMISSION_DENIED),
-            })?;
-    }
-    Ok(())
+    // etcd's cancel reasons: an old token revision keeps its own.
+    s.check(c, Access::Read, &create.key, &create.range_end)
+        .map_err(|e| match e.message() {
+            errors::AUTH_OLD_REVISION => e,
+            _ => err(errors::PERMISSION_DENIED),
+        })
 }

@@ -11,8 +11,9 @@ use crate::pb::mvccpb::{Event, KeyValue};
 impl Store {
     /// Events for keys in `[key, range_end)` (Range's conventions: empty end
     /// is the single key, `"\0"` every key `>= key`) with revision
-    /// `>= start_rev`, in revision order, each with `prev_kv` when the key
-    /// existed before it (and that version is not compacted). At most `max`
+    /// `>= start_rev`, in revision order, each with `prev_kv` (if
+    /// `with_prev`) when the key existed before it (and that version is not
+    /// compacted). At most `max`
     /// events (0: no limit), but never part of one revision's events: the
     /// result may exceed `max` to finish the last revision.
     ///
@@ -26,6 +27,7 @@ impl Store {
         range_end: &[u8],
         start_rev: i64,
         max: usize,
+        with_prev: bool,
     ) -> Result<Vec<Event>, MvccError> {
         if start_rev <= 0 {
             return Ok(Vec::new());
@@ -54,7 +56,7 @@ impl Store {
                     } else {
                         Some(read_version(bucket, r)?)
                     };
-                    events.push(self.event(bucket, k, r, kv)?);
+                    events.push(self.event(bucket, k, r, kv, with_prev)?);
                 }
             }
             _ => {
@@ -77,7 +79,7 @@ impl Store {
                         } else {
                             Some(decode_kv(r, bytes)?)
                         };
-                        events.push(self.event(bucket, header.key, r, kv)?);
+                        events.push(self.event(bucket, header.key, r, kv, with_prev)?);
                         Ok(true)
                     },
                 )?;
@@ -87,15 +89,19 @@ impl Store {
     }
 
     /// The event of the change at `r` to `key`: the put `kv`, or a delete
-    /// when None. prev_kv is the version it replaced, if still kept.
+    /// when None. prev_kv is the version it replaced, if still kept (and
+    /// asked for).
     fn event(
         &self,
         bucket: &dyn KeyBucket,
         key: &[u8],
         r: Revision,
         kv: Option<KeyValue>,
+        with_prev: bool,
     ) -> Result<Event, MvccError> {
-        let prev = self.index.key_index(key).and_then(|ki| ki.previous(r));
+        let prev = with_prev
+            .then(|| self.index.key_index(key).and_then(|ki| ki.previous(r)))
+            .flatten();
         let prev_kv = match prev {
             Some(p) => bucket.get(p)?,
             None => None,
@@ -164,6 +170,17 @@ mod tests {
         assert_eq!(evs[2].r#type, EventType::Delete as i32);
         assert_eq!(evs[2].prev_kv.as_ref().unwrap().value, b"a3");
         assert!(evs[3].prev_kv.is_none());
+    }
+
+    #[test]
+    fn events_since_without_prev_leaves_prev_kv_out() {
+        let s = sample();
+        let evs = s
+            .store
+            .events_since(&s.bucket, b"a", b"", 4, 0, false)
+            .unwrap();
+        assert_eq!(revs(&evs), vec![4, 8, 9, 11]);
+        assert!(evs.iter().all(|e| e.prev_kv.is_none()));
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl TestStore {
         max: usize,
     ) -> Result<Vec<Event>, MvccError> {
         self.store
-            .events_since(&self.bucket, key, range_end, start_rev, max)
+            .events_since(&self.bucket, key, range_end, start_rev, max, true)
     }
 
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), MvccError> {

@@ -3,8 +3,8 @@
 //!
 //! The Raft loop hands it batches of committed entries in log order; it
 //! applies every batch queued at once in one backend transaction, commits it
-//! (visible to readers, not yet fsynced), answers the proposers, and hands the
-//! events to the watch hub. Between batches it does the slow work that must
+//! (visible to readers, not yet fsynced), hands the events to the watch hub
+//! (which never makes it wait), then answers the proposers. Between batches it does the slow work that must
 //! never stall Raft: durable backend commits every batch interval, the
 //! physical half of compactions a batch at a time, installing a leader's
 //! snapshot, defragmenting.
@@ -29,29 +29,20 @@ use tonic::Status;
 
 use super::{Applied, Msg, NodeConfig, ProposalReply, Shared};
 use crate::backend::{Backend, BackendError};
-use crate::bridge::{Bridge, Item};
 use crate::errors;
 use crate::membership::Change;
 use crate::mvcc::PrevValues;
 use crate::pb::internal::internal_request::Request;
-use crate::pb::internal::{ConfChangeContext, EventBatch, InternalRequest, MemberRecord};
-use crate::pb::mvccpb::Event;
+use crate::pb::internal::{ConfChangeContext, InternalRequest, MemberRecord};
 use crate::quota::{self, Quota};
 use crate::state_machine::{Outcome, StateMachine};
 use crate::transport::Transport;
+use crate::watch::WatchHub;
 
-/// Event batches Python may have waiting before the applier waits for it:
-/// the watch hub's backlog stays bounded, and applying (so writes) slows
-/// down to the pace watchers are served at instead of events piling up in
-/// memory. Only the applier waits; Raft goes on.
-const MAX_PENDING_EVENT_BATCHES: usize = 16;
 /// etcd's compaction batch limit: versions looked at per compaction step.
 const COMPACTION_BATCH: usize = 1000;
 /// etcd's pause between compaction steps, so writes interleave.
 const COMPACTION_PAUSE: Duration = Duration::from_millis(10);
-/// Revisions of skipped history handed to the watch hub per bridge item after
-/// a snapshot was installed.
-const SKIPPED_EVENTS_PER_ITEM: usize = 10_000;
 
 /// Work for the applier, in log order.
 pub(super) enum Job {
@@ -75,7 +66,7 @@ pub(super) enum Job {
 pub(super) struct Applier {
     cfg: Arc<NodeConfig>,
     shared: Arc<Shared>,
-    bridge: Arc<Bridge>,
+    watch: Arc<WatchHub>,
     transport: Option<Arc<Transport>>,
     /// The Raft loop's inbox: NOSPACE alarms to raise, progress to act on.
     raft: mpsc::Sender<Msg>,
@@ -106,7 +97,7 @@ impl Applier {
     pub(super) fn new(
         cfg: Arc<NodeConfig>,
         shared: Arc<Shared>,
-        bridge: Arc<Bridge>,
+        watch: Arc<WatchHub>,
         transport: Option<Arc<Transport>>,
         raft: mpsc::Sender<Msg>,
         jobs: mpsc::Receiver<Job>,
@@ -116,7 +107,7 @@ impl Applier {
         Applier {
             cfg,
             shared,
-            bridge,
+            watch,
             transport,
             raft,
             jobs,
@@ -232,11 +223,6 @@ impl Applier {
             return Ok(());
         }
         let term = self.shared.term();
-        let prev_values = if self.bridge.event_feed() {
-            PrevValues::InEvents
-        } else {
-            PrevValues::AsAsked
-        };
         let mut events = Vec::new();
         let mut answers: Vec<(ProposalReply, Result<Applied, Status>)> = Vec::new();
         let mut accepted = Vec::new();
@@ -246,6 +232,13 @@ impl Applier {
         let mut promote_lessor = false;
         let count = entries.len() as u64;
         let mut sm = self.shared.sm.write().expect("state poisoned");
+        // Read under the state's lock: a watcher that wants prev_kv is
+        // counted before it reads the revision it starts after.
+        let prev_values = if self.watch.wants_prev_kv() {
+            PrevValues::InEvents
+        } else {
+            PrevValues::AsAsked
+        };
         let tx = sm.backend.begin_write()?;
         {
             let mut tables = tx.tables()?;
@@ -371,6 +364,11 @@ impl Applier {
         self.shared.revision.store(revision, Ordering::Release);
         self.shared.set_applied(applied);
         self.since_durable += count;
+        // The hub sees the batch before anyone hears of it, as in etcd: a
+        // client that wrote and then asks its watch stream for progress
+        // gets a revision at or past its write.
+        self.watch
+            .notify(events, prev_values == PrevValues::InEvents);
         if let Some(c) = conf {
             let _ = c.send(accepted);
         }
@@ -383,7 +381,6 @@ impl Applier {
         if raise_no_space {
             let _ = self.raft.send(Msg::NoSpace(over_quota));
         }
-        self.publish(events);
         Ok(())
     }
 
@@ -473,13 +470,9 @@ impl Applier {
     /// `member/snap/{index}.snap.db` before Raft saw the snapshot.
     fn install_snapshot(&mut self, index: u64) -> Result<(), Fatal> {
         let started = Instant::now();
-        let (backend, cluster_id, old_revision) = {
+        let (backend, cluster_id) = {
             let sm = self.shared.sm.read().expect("state poisoned");
-            (
-                sm.backend.clone(),
-                sm.membership.cluster_id,
-                sm.store.current_revision(),
-            )
+            (sm.backend.clone(), sm.membership.cluster_id)
         };
         let received = super::recovery::received_snapshot_path(backend.path(), index);
         let new_backend = backend.replace_with(&received).map_err(|e| {
@@ -513,36 +506,9 @@ impl Applier {
             started.elapsed()
         );
         self.membership_changed();
-        self.publish_skipped(old_revision + 1)
-    }
-
-    /// Watchers on this member must still see every revision once: hands them
-    /// what an installed snapshot skipped, from its history, a bounded piece
-    /// at a time.
-    fn publish_skipped(&mut self, mut from: i64) -> Result<(), Fatal> {
-        while self.bridge.event_feed() {
-            let events = {
-                let sm = self.shared.sm.read().expect("state poisoned");
-                let rtx = sm.read()?;
-                match sm.store.events_since(
-                    rtx.key_bucket(),
-                    &[0],
-                    &[0],
-                    from,
-                    SKIPPED_EVENTS_PER_ITEM,
-                ) {
-                    Ok(evs) => evs,
-                    // Compacted before we could hand it over: watchers that
-                    // needed it learn so when they next catch up.
-                    Err(_) => return Ok(()),
-                }
-            };
-            let Some(last) = events.last().and_then(|e| e.kv.as_ref()) else {
-                return Ok(());
-            };
-            from = last.mod_revision + 1;
-            self.publish(events);
-        }
+        // Watchers on this member must still see every revision once: they
+        // read what the snapshot skipped from the new backend.
+        self.watch.snapshot_installed();
         Ok(())
     }
 
@@ -594,26 +560,6 @@ impl Applier {
         if removed {
             let _ = self.raft.send(Msg::Removed);
         }
-    }
-
-    /// One bridge item per batch, whatever the number of revisions in it.
-    fn publish(&mut self, events: Vec<Event>) {
-        if events.is_empty() || !self.bridge.event_feed() {
-            return;
-        }
-        let revision = events
-            .last()
-            .and_then(|e| e.kv.as_ref())
-            .map(|kv| kv.mod_revision)
-            .unwrap_or_default();
-        let batch = EventBatch { revision, events }.encode_to_vec();
-        while self.bridge.pending_event_batches() >= MAX_PENDING_EVENT_BATCHES
-            && self.bridge.event_feed()
-            && !self.shared.stopped()
-        {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        self.bridge.push(Item::Events { revision, batch });
     }
 
     /// Answers whoever still waits for a proposal: the member is stopping.

@@ -44,6 +44,8 @@ use crate::pb::internal::internal_request::Request;
 use crate::pb::internal::MemberRecord;
 use crate::state_machine::{Outcome, StateMachine};
 use crate::transport::{NodeLink, Transport};
+use crate::watch::history::StoreHistory;
+use crate::watch::{WatchHub, WatchSettings};
 
 pub use recovery::RecoveryError;
 
@@ -82,6 +84,8 @@ pub struct NodeConfig {
     /// How often the leader checkpoints remaining lease TTLs; None without
     /// --experimental-enable-lease-checkpoint.
     pub lease_checkpoint_interval: Option<Duration>,
+    /// How the watch hub is sized and paced.
+    pub watch: WatchSettings,
 }
 
 impl NodeConfig {
@@ -299,6 +303,8 @@ pub struct NodeHandle {
     jobs: mpsc::Sender<applier::Job>,
     pub shared: Arc<Shared>,
     pub config: Arc<NodeConfig>,
+    /// The watchers, fed by the applier.
+    pub watch: Arc<WatchHub>,
 }
 
 /// The running threads; dropping them does not stop them, [`Node::stop`] does.
@@ -306,6 +312,8 @@ pub struct Node {
     handle: NodeHandle,
     raft: Option<JoinHandle<()>>,
     applier: Option<JoinHandle<()>>,
+    /// The watch hub's catch-up worker.
+    watch_sync: Option<JoinHandle<()>>,
 }
 
 impl Node {
@@ -335,11 +343,20 @@ impl Node {
         };
         let learner = members.iter().any(|m| m.id == config.id && m.is_learner);
         shared.learner.store(learner, Ordering::Release);
+        let watch = Arc::new(WatchHub::new(
+            Arc::new(StoreHistory(shared.clone())),
+            crate::watch::encoded::HeaderIds {
+                cluster_id: config.cluster_id,
+                member_id: config.id,
+            },
+            config.watch.clone(),
+        ));
         let handle = NodeHandle {
             tx: tx.clone(),
             jobs: jobs_for_handle,
             shared: shared.clone(),
             config: config.clone(),
+            watch: watch.clone(),
         };
         if let Some(t) = &transport {
             t.attach(
@@ -360,7 +377,7 @@ impl Node {
         let mut applier = applier::Applier::new(
             config.clone(),
             shared.clone(),
-            bridge.clone(),
+            watch.clone(),
             transport.clone(),
             tx.clone(),
             job_rx,
@@ -384,10 +401,16 @@ impl Node {
             .name("etcdcore-raft".into())
             .spawn(move || lp.run())
             .map_err(|e| RecoveryError(format!("cannot start the raft thread: {e}")))?;
+        let hub = watch.clone();
+        let watch_sync = std::thread::Builder::new()
+            .name("etcdcore-watch".into())
+            .spawn(move || crate::watch::sync::run(hub))
+            .map_err(|e| RecoveryError(format!("cannot start the watch thread: {e}")))?;
         Ok(Node {
             handle,
             raft: Some(raft),
             applier: Some(applier),
+            watch_sync: Some(watch_sync),
         })
     }
 
@@ -403,6 +426,10 @@ impl Node {
             let _ = t.join();
         }
         if let Some(t) = self.applier.take() {
+            let _ = t.join();
+        }
+        self.handle.watch.stop();
+        if let Some(t) = self.watch_sync.take() {
             let _ = t.join();
         }
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Bootstrap, Node, NodeConfig};
-use crate::bridge::{Bridge, Item};
+use crate::bridge::Bridge;
 use crate::pb::etcdserverpb::{PutRequest, RangeRequest};
 use crate::pb::internal::internal_request::Request;
 use crate::pb::internal::MemberRecord;
@@ -31,6 +31,7 @@ fn config(dir: &std::path::Path, snapshot_count: u64) -> NodeConfig {
         backend_batch_limit: 10_000,
         metrics: Default::default(),
         lease_checkpoint_interval: None,
+        watch: Default::default(),
     }
 }
 
@@ -76,36 +77,81 @@ fn proposal_is_applied_and_answered_with_its_revision() {
     node.stop();
 }
 
-#[test]
-fn applied_events_reach_the_bridge_in_one_item_per_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let bridge = Arc::new(Bridge::new().unwrap());
-    bridge.set_event_feed(true);
-    let mut node = Node::start(config(dir.path(), 1000), bridge.clone(), None).unwrap();
-    node.handle().propose_blocking(put("a", "1")).unwrap();
-    node.stop();
-    let revisions: Vec<i64> = bridge
-        .drain()
-        .into_iter()
-        .filter_map(|i| match i {
-            Item::Events { revision, .. } => Some(revision),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(revisions, vec![2]);
+/// A watcher on `key` from now, and the stream it is on.
+fn watch(node: &Node, key: &str) -> Arc<crate::watch::StreamOut> {
+    let hub = node.handle().watch;
+    let (stream, out) = hub.open_stream();
+    hub.create(
+        stream,
+        &crate::pb::etcdserverpb::WatchCreateRequest {
+            key: key.as_bytes().to_vec(),
+            ..Default::default()
+        },
+    );
+    out
+}
+
+/// Revisions of the events queued on `out` (waiting up to a second for
+/// at least `want` of them), the created response skipped.
+fn queued_revisions(out: &crate::watch::StreamOut, want: usize) -> Vec<i64> {
+    use std::task::{Context, Poll, Waker};
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        match out.poll_take(&mut cx, 0).0 {
+            Poll::Ready(Some(Ok(crate::watch::Out::Events(e)))) => {
+                got.extend(e.events.iter().map(|e| e.rev))
+            }
+            Poll::Ready(Some(Ok(_))) => {}
+            _ if got.len() < want && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            _ => return got,
+        }
+    }
 }
 
 #[test]
-fn no_event_batches_while_the_feed_is_off() {
+fn applied_events_reach_the_watchers() {
     let dir = tempfile::tempdir().unwrap();
-    let bridge = Arc::new(Bridge::new().unwrap());
-    let mut node = Node::start(config(dir.path(), 1000), bridge.clone(), None).unwrap();
+    let mut node = Node::start(
+        config(dir.path(), 1000),
+        Arc::new(Bridge::new().unwrap()),
+        None,
+    )
+    .unwrap();
+    let out = watch(&node, "a");
     node.handle().propose_blocking(put("a", "1")).unwrap();
+    node.handle().propose_blocking(put("b", "1")).unwrap();
+    node.handle().propose_blocking(put("a", "2")).unwrap();
+    assert_eq!(queued_revisions(&out, 2), vec![2, 4]);
     node.stop();
-    assert!(!bridge
-        .drain()
-        .iter()
-        .any(|i| matches!(i, Item::Events { .. })));
+}
+
+#[test]
+fn a_watcher_that_is_never_read_does_not_hold_up_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 1000);
+    cfg.watch.stream_buffer_bytes = 1024;
+    let mut node = Node::start(cfg, Arc::new(Bridge::new().unwrap()), None).unwrap();
+    let out = watch(&node, "a");
+    for i in 0..200 {
+        node.handle()
+            .propose_blocking(put("a", &"x".repeat(100 + i)))
+            .unwrap();
+    }
+    assert!(out.queued_bytes() < 1024 + 512);
+    // Once read, everything comes, in order.
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while got.len() < 200 && std::time::Instant::now() < deadline {
+        got.extend(queued_revisions(&out, 0));
+        node.handle().watch.wake_sync();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(got, (2..202).collect::<Vec<i64>>());
+    node.stop();
 }
 
 #[test]

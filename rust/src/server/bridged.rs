@@ -1,7 +1,7 @@
 //! gRPC services answered by Python: every method of a bridged service is
 //! forwarded over the bridge as raw bytes. One generic service type serves
-//! Watch, Cluster, Maintenance, Auth, Lock and Election; the method's
-//! path alone says whether it streams.
+//! Cluster, Maintenance, Auth, Lock and Election; the method's path alone
+//! says whether it streams.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,60 +22,23 @@ use tonic::{Request, Response, Status, Streaming};
 use super::raw_codec::RawCodec;
 use crate::auth::{policy, Caller};
 use crate::bridge::{Bridge, Item};
-use crate::pb::etcdserverpb::{ResponseHeader, WatchResponse};
 use crate::raft_node::NodeHandle;
 
 /// How much earlier than tonic's own deadline timer a bridged call is ended.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(5);
 
-/// What becomes of one client message on a bridged stream.
-enum Admit {
-    Forward,
-    /// Answered here without Python (a refused watch's cancellation).
-    Answer(Vec<u8>),
-    Fail(Status),
-}
-
-fn admit(node: &NodeHandle, caller: &Caller, method: &str, message: &[u8]) -> Admit {
+/// Whether one client message on a bridged stream may go to Python.
+fn admit(node: &NodeHandle, caller: &Caller, method: &str, message: &[u8]) -> Result<(), Status> {
     if *caller == Caller::Anyone {
-        return Admit::Forward;
+        return Ok(());
     }
     let sm = node.shared.sm.read().expect("state poisoned");
-    if method == "/etcdserverpb.Watch/Watch" {
-        return match policy::check_watch_message(&sm.auth, caller, message) {
-            Ok(()) => Admit::Forward,
-            Err(e) => {
-                use prost::Message as _;
-                // etcd answers a refused watch with a cancelled, never-created id.
-                let resp = WatchResponse {
-                    header: Some(ResponseHeader {
-                        cluster_id: node.config.cluster_id,
-                        member_id: node.config.id,
-                        revision: sm.store.current_revision(),
-                        raft_term: node.shared.term(),
-                    }),
-                    watch_id: -1,
-                    created: true,
-                    canceled: true,
-                    cancel_reason: e.message().to_string(),
-                    ..Default::default()
-                };
-                Admit::Answer(resp.encode_to_vec())
-            }
-        };
-    }
-    match policy::check_bridged(&sm.auth, caller, method, message) {
-        Ok(()) => Admit::Forward,
-        Err(e) => Admit::Fail(e),
-    }
+    policy::check_bridged(&sm.auth, caller, method, message)
 }
 
 /// Methods whose calls stream (both ways on the wire; a server-streaming
 /// call is a stream whose client sends one message).
-const STREAMING: &[&str] = &[
-    "/etcdserverpb.Watch/Watch",
-    "/v3electionpb.Election/Observe",
-];
+const STREAMING: &[&str] = &["/v3electionpb.Election/Observe"];
 
 /// A gRPC service name served over the bridge.
 pub trait ServiceName: Send + Sync + 'static {
@@ -94,7 +57,6 @@ macro_rules! service_names {
 }
 
 service_names! {
-    Watch => "etcdserverpb.Watch",
     Cluster => "etcdserverpb.Cluster",
     Maintenance => "etcdserverpb.Maintenance",
     Auth => "etcdserverpb.Auth",
@@ -303,11 +265,8 @@ impl tower::Service<Request<Streaming<Bytes>>> for StreamCall {
             let end = loop {
                 match inbound.message().await {
                     Ok(Some(message)) => match admit(&node, &caller, &method, &message) {
-                        Admit::Forward => bridge.push(Item::Msg { call_id, message }),
-                        Admit::Answer(reply) => {
-                            bridge.stream_send_many(vec![(call_id, reply)]);
-                        }
-                        Admit::Fail(e) => {
+                        Ok(()) => bridge.push(Item::Msg { call_id, message }),
+                        Err(e) => {
                             bridge.stream_end(call_id, e.code() as i32, e.message().to_string());
                             break Item::Close { call_id };
                         }

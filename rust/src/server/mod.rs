@@ -1,4 +1,4 @@
-//! The client-facing gRPC server (tonic): KV and Lease in Rust, every other
+//! The client-facing gRPC server (tonic): KV, Watch and Lease in Rust, every other
 //! service bridged to Python. One runtime, one listener per --listen-client-urls entry;
 //! etcd's HTTP endpoints share them through `http_forward`.
 
@@ -15,6 +15,7 @@ pub(crate) mod message_limit;
 mod raw_codec;
 mod snapshot;
 pub(crate) mod validate;
+mod watch_service;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,7 +48,7 @@ pub use kv::Limits;
 use message_limit::MessageLimitLayer;
 
 /// gRPC framing on top of --max-request-bytes, as etcd allows.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Binds `addr` now, so start-up fails loudly on a taken port.
 pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -161,10 +162,9 @@ pub async fn serve(
             .accept_http1(multiplex)
             .layer(HttpForwardLayer::new(http_gateway.clone(), tls.is_some()))
             .add_service(limit.layer(Metered::new(kv, &node.config.metrics)))
-            .add_service(limit.layer(metered_bridged::<bridged::Watch>(
-                bridge.clone(),
-                node.clone(),
-                max_decoding,
+            .add_service(limit.layer(Metered::new(
+                watch_service::WatchService::new(node.clone(), max_decoding),
+                &node.config.metrics,
             )))
             .add_service(limit.layer(Metered::new(lease, &node.config.metrics)))
             .add_service(limit.layer(metered_bridged::<bridged::Cluster>(
