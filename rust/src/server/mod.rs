@@ -12,7 +12,7 @@ mod http_forward;
 pub mod kv;
 pub mod lease;
 pub(crate) mod message_limit;
-mod raw_codec;
+pub(crate) mod raw_codec;
 mod snapshot;
 pub(crate) mod validate;
 mod watch_service;

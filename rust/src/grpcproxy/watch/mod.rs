@@ -19,13 +19,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{Buf, Bytes};
 use http::{Request as HttpRequest, Response as HttpResponse};
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::body::BoxBody;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic::server::{Grpc, NamedService};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -34,6 +34,7 @@ use super::upstream::{outgoing, Retry};
 use crate::pb::etcdserverpb::kv_client::KvClient;
 use crate::pb::etcdserverpb::watch_request::RequestUnion;
 use crate::pb::etcdserverpb::{RangeRequest, WatchCreateRequest, WatchRequest};
+use crate::server::raw_codec::RawEncoder;
 
 const ERR_COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
 const ERR_EMPTY_RANGE: &str = "mvcc: watcher range is empty";
@@ -44,7 +45,6 @@ const ERR_DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchSt
 #[derive(Clone, Copy, Default)]
 struct WatchCodec;
 
-struct RawEncoder;
 struct RequestDecoder;
 
 impl Codec for WatchCodec {
@@ -59,16 +59,6 @@ impl Codec for WatchCodec {
 
     fn decoder(&mut self) -> RequestDecoder {
         RequestDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
     }
 }
 
