@@ -78,7 +78,9 @@ impl StateMachine {
         let (mut store, size) = Store::rebuild(rtx.key_bucket()).map_err(corrupt)?;
         store.set_compacted_floor(saved.scheduled_compaction);
         let mut compactions = VecDeque::new();
-        if saved.scheduled_compaction > 0 {
+        // -1: never compacted. A compaction at revision 0 counts (a second
+        // one is refused as compacted, as etcd refuses it).
+        if saved.scheduled_compaction >= 0 {
             let job = store.compact(saved.scheduled_compaction).map_err(corrupt)?;
             if saved.finished_compaction < saved.scheduled_compaction {
                 compactions.push_back(job);
@@ -546,6 +548,18 @@ mod tests {
         std::mem::swap(&mut m.sm, &mut r);
         m.finish_compactions();
         assert!(m.reloaded().compactions.is_empty());
+    }
+
+    #[test]
+    fn a_compaction_at_revision_zero_survives_a_restart() {
+        let mut m = Machine::new();
+        m.apply(Request::Compaction(CompactionRequest {
+            revision: 0,
+            physical: true,
+        }))
+        .unwrap();
+        assert_eq!(m.sm.store.compact_revision(), 0);
+        assert_eq!(m.reloaded().store.compact_revision(), 0);
     }
 
     #[test]
